@@ -1,0 +1,3 @@
+from reflectchat.cli.main import main
+
+raise SystemExit(main())

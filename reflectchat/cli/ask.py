@@ -1,0 +1,158 @@
+"""`reflectchat ask`: one prompt, one streamed answer."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from reflectchat.cli.errors import CliError
+from reflectchat.cli.jsonout import to_json
+from reflectchat.core.engine import CancelToken, EngineError, GenerationParams, Message
+from reflectchat.core.gguf_file import GGUFError
+from reflectchat.core.models import ModelNotFoundError, ResolvedModel, resolve_model
+from reflectchat.core.prompts import PROMPT_STYLES
+from reflectchat.core.reply import ReplyResult, ReplyStream
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    prompt = args.prompt
+    if prompt is None and sys.stdin.isatty():
+        raise CliError("no prompt given: reflectchat ask \"PROMPT\" (or pipe it in)", EXIT_USAGE)
+    if prompt is None or prompt == "-":
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise CliError("the prompt is empty: give some text to answer", EXIT_USAGE)
+    return prompt
+
+
+def system_prompt(args: argparse.Namespace, model: ResolvedModel) -> str | None:
+    if args.no_system:
+        return None
+    if args.system is not None:
+        return args.system
+    style = model.entry.prompt_style if model.entry else "none"
+    return PROMPT_STYLES.get(style)
+
+
+def generation_params(args: argparse.Namespace, model: ResolvedModel) -> GenerationParams:
+    entry = model.entry
+    strict = args.strict_format
+    if strict is None:
+        strict = bool(entry and entry.strict_format)
+    return GenerationParams(
+        temperature=args.temperature if args.temperature is not None else
+        (entry.temperature if entry else 0.7),
+        top_p=args.top_p if args.top_p is not None else (entry.top_p if entry else 0.95),
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        strict_format=strict,
+    )
+
+
+def load_backend(args: argparse.Namespace, model: ResolvedModel) -> Any:
+    from reflectchat.core.llama_backend import LLAMA_LOG, LlamaBackend, LoadOptions, ModelLoadError
+
+    LLAMA_LOG.echo = bool(args.debug)
+    options = LoadOptions(
+        n_ctx=args.ctx, n_threads=args.threads, gpu_layers=args.gpu_layers, seed=args.seed
+    )
+    try:
+        return LlamaBackend(model, options)
+    except (GGUFError, ModelLoadError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except ValueError as exc:  # e.g. a --gpu-layers value
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
+@contextmanager
+def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
+    """First Ctrl+C stops generation at the next token (what was shown stays); a second one
+    interrupts at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    prompt = read_prompt(args)
+    try:
+        model = resolve_model(args.model)
+    except ModelNotFoundError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+    on_terminal = sys.stdout.isatty() and not args.json
+    show_reasoning = (args.reasoning or ("show" if on_terminal else "hide")) == "show"
+    params = generation_params(args, model)
+    backend = _load_with_status(args, model)
+
+    messages = []
+    if (system := system_prompt(args, model)) is not None:
+        messages.append(Message("system", system))
+    messages.append(Message("user", prompt))
+
+    cancel = CancelToken()
+    stream = ReplyStream(backend, messages, params, cancel)
+    renderer = None
+    if on_terminal:
+        from rich.console import Console
+
+        from reflectchat.cli.render import TerminalRenderer
+
+        console = Console(highlight=False, markup=False, emoji=False)
+        renderer = TerminalRenderer(console, show_reasoning=show_reasoning)
+    try:
+        with cancel_on_sigint(cancel):
+            if renderer is not None:
+                try:
+                    for event in stream:
+                        renderer.handle(event)
+                finally:
+                    renderer.finish(stream.result)
+            else:
+                stream.run()
+    except EngineError as exc:
+        raise CliError(str(exc)) from exc
+    result = stream.result
+    assert result is not None
+    _write_result(args, result, on_terminal=on_terminal, show_reasoning=show_reasoning)
+    if result.finish_reason == "cancelled":
+        print("reflectchat: cancelled (Ctrl+C); the partial reply is shown above", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _load_with_status(args: argparse.Namespace, model: ResolvedModel) -> Any:
+    if not sys.stderr.isatty():
+        return load_backend(args, model)
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(stderr=True, highlight=False, markup=False)
+    with console.status(Text(f"Loading {model.display_name}…")):
+        return load_backend(args, model)
+
+
+def _write_result(
+    args: argparse.Namespace, result: ReplyResult, *, on_terminal: bool, show_reasoning: bool
+) -> None:
+    if args.json:
+        print(to_json(result.to_dict()))
+    elif not on_terminal:
+        from reflectchat.cli.render import write_plain
+
+        write_plain(sys.stdout, result.parsed, show_reasoning=show_reasoning)

@@ -1,0 +1,165 @@
+"""`reflectchat` command line: argument parsing and dispatch.
+
+Heavy imports (llama_cpp, rich, textual) happen inside the commands that need them, so
+`--help`, `--version` and `view` stay fast and never load llama.cpp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reflectchat import __version__
+from reflectchat.cli.errors import CliError, report_error
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0.0 <= value <= 5.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 5, got {value}")
+    return value
+
+
+def _gpu_layers(text: str) -> str:
+    low = text.strip().lower()
+    if low in ("auto", "all"):
+        return low
+    try:
+        if int(low) >= 0:
+            return low
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a number of layers, 'all' or 'auto', got '{text}'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reflectchat",
+        description=(
+            "Chat with local reasoning models (Reflection-Llama-3.1-70B and others) and see "
+            "their thinking, their reflections and their answer apart."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"reflectchat {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and llama.cpp logs")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ask = commands.add_parser(
+        "ask",
+        help="answer one prompt and exit",
+        description="Answer one prompt with a local GGUF model, showing its reasoning apart.",
+    )
+    ask.add_argument(
+        "prompt", nargs="?", help="the prompt; '-' or omitted with piped input reads stdin"
+    )
+    ask.add_argument("-m", "--model", metavar="SPEC", help="catalog alias or path to a .gguf")
+    system = ask.add_mutually_exclusive_group()
+    system.add_argument("--system", metavar="TEXT", help="replace the model's system prompt")
+    system.add_argument("--no-system", action="store_true", help="send no system prompt")
+    ask.add_argument("--temperature", type=_temperature, metavar="T")
+    ask.add_argument("--top-p", type=_unit_float, metavar="P")
+    ask.add_argument("--seed", type=int, metavar="N", help="fix sampling for repeatable output")
+    ask.add_argument("--max-tokens", type=_positive_int, metavar="N", default=1024)
+    ask.add_argument("--ctx", type=_positive_int, metavar="N", help="context size in tokens")
+    ask.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads")
+    ask.add_argument(
+        "--gpu-layers",
+        type=_gpu_layers,
+        default="auto",
+        metavar="N|all|auto",
+        help="layers to offload (auto: all when this build supports GPU offload, else 0)",
+    )
+    ask.add_argument(
+        "--strict-format",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="constrain decoding to <thinking>…</thinking><output>…</output> "
+        "(on by default for the demo model)",
+    )
+    ask.add_argument(
+        "--reasoning",
+        choices=("show", "hide"),
+        help="show or hide thinking and reflections (default: show on a terminal, hide piped)",
+    )
+    ask.add_argument("--json", action="store_true", help="print one JSON object with everything")
+
+    view = commands.add_parser(
+        "view",
+        help="show tagged text from any source the way ask does",
+        description="Parse raw reasoning-model text (a file, or stdin) and show it like ask.",
+    )
+    view.add_argument("file", nargs="?", default="-", help="a text file, or '-' for stdin")
+    view.add_argument("--json", action="store_true", help="print the parsed sections as JSON")
+    view.add_argument("--reasoning", choices=("show", "hide"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        if args.command == "ask":
+            from reflectchat.cli.ask import run_ask
+
+            return run_ask(args)
+        if args.command == "view":
+            from reflectchat.cli.view import run_view
+
+            return run_view(args)
+    except CliError as exc:
+        report_error(str(exc), debug=args.debug)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nreflectchat: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_broken_pipe()
+        return EXIT_FAILURE
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        report_error(
+            f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            debug=args.debug,
+        )
+        return EXIT_FAILURE
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+def _silence_broken_pipe() -> None:
+    # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,346 @@
+"""The local engine: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+Why not `create_chat_completion`: it detokenizes with special=False, so control tokens come out
+as empty strings — and in Reflection GGUFs the six tags *are* control tokens, so every tag would
+vanish. We render the chat template ourselves (sandboxed Jinja, like llama-cpp-python since
+CVE-2024-34359), drive `Llama.generate` token by token and detokenize with special tokens kept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from reflectchat.core.engine import (
+    CancelToken,
+    ContextOverflowError,
+    Delta,
+    EngineError,
+    Finished,
+    GenerationParams,
+    GenerationStats,
+    Message,
+    Started,
+    StreamEvent,
+)
+from reflectchat.core.gguf_file import GGUFHeader, read_gguf_header
+from reflectchat.core.models import ResolvedModel
+
+# Tags a template may leave open at the end of the prompt (the reply then starts inside them).
+_PREFILL_TAGS = ("<think>", "<thinking>", "<thought>")
+
+
+class ModelLoadError(EngineError):
+    """The model file could not be loaded; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    n_ctx: int | None = None  # None: the catalog entry's context, capped by the model's own
+    n_threads: int | None = None  # None: llama-cpp-python's default
+    gpu_layers: str | int = "auto"  # N, "all" or "auto"
+    seed: int | None = None
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def resolve_gpu_layers(value: str | int) -> int:
+    """`auto`: every layer when this build can offload (CUDA/Metal/Vulkan), else 0 — llama-cpp-
+    python's own default of 0 is the usual reason a user's GPU sits idle. -1 means all."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text == "all":
+        return -1
+    if text == "auto":
+        return -1 if gpu_offload_supported() else 0
+    try:
+        layers = int(text)
+    except ValueError:
+        raise ValueError(f"--gpu-layers takes a number, 'all' or 'auto', not '{value}'") from None
+    if layers < -1:
+        raise ValueError(f"--gpu-layers must be 0 or more, not {layers}")
+    return layers
+
+
+@cache
+def strict_format_grammar_text() -> str:
+    return resources.files("reflectchat.core").joinpath("strict_format.gbnf").read_text()
+
+
+class _LlamaLog:
+    """Collects llama.cpp's log lines instead of letting them spill onto the user's terminal, so
+    a load failure can be explained in one line (and shown whole with --debug)."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=200)
+        self.echo = False
+        self._callback: Any = None
+
+    def install(self) -> None:
+        import llama_cpp
+
+        if self._callback is not None:
+            return
+
+        @llama_cpp.llama_log_callback
+        def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            line = text.decode("utf-8", "replace")
+            self.lines.append(line)
+            if self.echo:
+                os.write(2, text)
+
+        self._callback = callback  # keep a reference: ctypes callbacks die with their object
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+    def reason(self) -> str | None:
+        """The most telling error line llama.cpp logged, if any."""
+        text = "".join(self.lines)
+        for line in reversed(text.splitlines()):
+            low = line.lower()
+            if "error" in low or "failed" in low or "unknown" in low or "unsupported" in low:
+                return line.strip()
+        return None
+
+
+LLAMA_LOG = _LlamaLog()
+
+
+class LlamaBackend:
+    """A loaded GGUF model. Not thread-safe: one generation at a time."""
+
+    def __init__(self, model: ResolvedModel, options: LoadOptions | None = None) -> None:
+        options = options or LoadOptions()
+        self.model = model
+        self.options = options
+        # Validate the file ourselves first: llama.cpp's parser is not to be trusted with
+        # arbitrary bytes, and its own failure is a bare "Failed to load model".
+        self.header: GGUFHeader = read_gguf_header(model.path)
+        trained_ctx = self.header.context_length or 4096
+        wanted_ctx = options.n_ctx or (model.entry.context if model.entry else 4096)
+        self.n_ctx = min(wanted_ctx, trained_ctx) if not options.n_ctx else wanted_ctx
+        self.gpu_layers = resolve_gpu_layers(options.gpu_layers)
+
+        LLAMA_LOG.install()
+        from llama_cpp import Llama
+
+        kwargs: dict[str, Any] = {
+            "model_path": str(model.path),
+            "n_ctx": self.n_ctx,
+            "n_gpu_layers": self.gpu_layers,
+            "verbose": False,
+        }
+        if options.n_threads:
+            kwargs["n_threads"] = options.n_threads
+            kwargs["n_threads_batch"] = options.n_threads
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        try:
+            self.llm = Llama(**kwargs)
+        except Exception as exc:  # llama.cpp reports every failure as a bare ValueError
+            reason = LLAMA_LOG.reason() or str(exc)
+            raise ModelLoadError(
+                f"llama.cpp could not load {model.path}: {reason}. If the file is a newer "
+                "architecture, upgrade llama-cpp-python; otherwise re-download the file"
+            ) from exc
+
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        self._vocab = self.llm._model.vocab
+        self._piece_buffer = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+        self._formatter = self._make_formatter()
+
+    # -- prompt -----------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.model.display_name
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.llm.metadata.get("tokenizer.chat_template")
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.piece(token).decode("utf-8", "replace")
+
+    def _make_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.chat_template
+        if not template:
+            return None
+        try:
+            return Jinja2ChatFormatter(
+                template=template,
+                eos_token=self._token_text(self.llm.token_eos()),
+                bos_token=self._token_text(self.llm.token_bos()),
+                add_generation_prompt=True,
+            )
+        except Exception as exc:  # a broken or hostile template: say so, don't crash
+            raise ModelLoadError(
+                f"the chat template in {self.model.path.name} is invalid ({exc}); "
+                "use another copy of the model"
+            ) from exc
+
+    def render_prompt(self, messages: list[Message]) -> str:
+        """The conversation as the model expects it, via the template stored in the GGUF."""
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        if self._formatter is None:
+            # No template in the file: ChatML is what most small instruct models understand.
+            parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
+            return "".join(parts) + "<|im_start|>assistant\n"
+        try:
+            return self._formatter(messages=payload).prompt
+        except Exception as exc:  # SecurityError from the sandbox, raise_exception(), …
+            raise EngineError(
+                f"the chat template in {self.model.path.name} failed to render: {exc}"
+            ) from exc
+
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        bos = self.llm.token_bos()
+        add_bos = self._llama_cpp.llama_vocab_get_add_bos(self._vocab)
+        if add_bos and bos >= 0 and (not tokens or tokens[0] != bos):
+            tokens.insert(0, bos)
+        return tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def piece(self, token: int) -> bytes:
+        """A token's bytes with special tokens kept (control tokens become their text)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buf = self._piece_buffer
+        n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        if n < 0:  # longer than the buffer: llama.cpp says how much it needs
+            buf = ctypes.create_string_buffer(-n)
+            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        piece = buf.raw[: max(n, 0)]
+        self._pieces[token] = piece
+        return piece
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def stream(
+        self, messages: list[Message], params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[StreamEvent]:
+        start = time.perf_counter()
+        prompt = self.render_prompt(messages)
+        tokens = self.tokenize_prompt(prompt)
+        n_prompt = len(tokens)
+        if n_prompt >= self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {n_prompt} tokens but the context holds {self.n_ctx}; "
+                "shorten it or raise --ctx"
+            )
+        cached = self._shared_prefix(tokens)
+        yield Started(prompt_tokens=n_prompt, cached_tokens=cached, prefill=_prefill(prompt))
+
+        llm = self.llm
+        llm.set_seed(params.seed if params.seed is not None else _random_seed())
+        grammar = None
+        if params.strict_format:
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_string(strict_format_grammar_text(), verbose=False)
+
+        budget = min(params.max_tokens, self.n_ctx - n_prompt)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        is_eog = self._llama_cpp.llama_vocab_is_eog
+        vocab = self._vocab
+        piece = self.piece
+        reason = "length"
+        n_out = 0
+        first_at = 0.0
+        generator = llm.generate(
+            tokens,
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=40,
+            min_p=0.05,
+            repeat_penalty=1.0,
+            grammar=grammar,
+        )
+        try:
+            if budget > 0:
+                for token in generator:
+                    if n_out == 0:
+                        first_at = time.perf_counter()
+                    if is_eog(vocab, token):
+                        reason = "stop"
+                        break
+                    n_out += 1
+                    # Bytes of one character may span tokens: the incremental decoder holds
+                    # an incomplete sequence back until the rest arrives.
+                    text = decoder.decode(piece(token))
+                    if text:
+                        yield Delta(text)
+                    if cancel is not None and cancel.cancelled:
+                        reason = "cancelled"
+                        break
+                    if n_out >= budget:
+                        reason = "length"
+                        break
+        finally:
+            generator.close()
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield Delta(tail)
+        end = time.perf_counter()
+        if not first_at:
+            first_at = end
+        decode_s = end - first_at
+        stats = GenerationStats(
+            prompt_tokens=n_prompt,
+            completion_tokens=n_out,
+            cached_tokens=cached,
+            ttft_s=first_at - start,
+            tokens_per_second=(n_out / decode_s) if n_out > 1 and decode_s > 0 else 0.0,
+            total_s=end - start,
+        )
+        yield Finished(reason, stats)  # type: ignore[arg-type]
+
+    def _shared_prefix(self, tokens: list[int]) -> int:
+        """How many prompt tokens the KV cache already holds (llama-cpp-python reuses them)."""
+        held = self.llm.n_tokens
+        if held == 0:
+            return 0
+        cached = 0
+        for a, b in zip(self.llm._input_ids[:held], tokens):
+            if a != b:
+                break
+            cached += 1
+        # A fully cached prompt still replays its last token to refresh the logits.
+        return min(cached, len(tokens) - 1)
+
+
+def _prefill(prompt: str) -> str:
+    tail = prompt.rstrip().lower()
+    for tag in _PREFILL_TAGS:
+        if tail.endswith(tag):
+            return tag
+    return ""
+
+
+def _random_seed() -> int:
+    return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+
+

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point config/data/cache at a temp folder so tests never touch the real home."""
+    home = tmp_path / "reflectchat-home"
+    monkeypatch.setenv("REFLECTCHAT_HOME", str(home))
+    return home
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    """Environment for running the CLI in a subprocess."""
+    env = dict(os.environ)
+    env.update(extra)
+    env.setdefault("PYTHONPATH", str(REPO))
+    env["COLUMNS"] = "100"
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "reflectchat", *args]

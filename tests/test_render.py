@@ -1,0 +1,164 @@
+"""Rendering and the reply stream above the engine, driven by the scripted backend."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from reflectchat.cli.render import (
+    TerminalRenderer,
+    render_parsed,
+    split_complete_blocks,
+    write_plain,
+)
+from reflectchat.core.engine import CancelToken, GenerationParams, Message
+from reflectchat.core.reply import ReplyStream, result_from_text
+from reflectchat.core.scripted_backend import ScriptedBackend
+
+REPLY = (
+    "<thinking>\nCount the r's in [bold]strawberry[/bold].\n"
+    "<reflection>\nI missed one: there are three [/INST].\n</reflection>\n"
+    "So three.\n</thinking>\n\n<output>\nThere are **3** r's.\n\n"
+    "```python\nprint('strawberry'.count('r'))\n```\n</output>"
+)
+HOSTILE = (
+    "<thinking>\x1b]52;c;cHduZWQ=\x07steal \x1b[2J\x9b31m[red]x[/red]</thinking>"
+    "<output>\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\ [bold]lit[/bold] \x1b]0;title\x07ok\r\x08"
+    "</output>"
+)
+MESSAGES = [Message("user", "How many r's in strawberry?")]
+
+
+def render(reply: str, chunk: int | None = None, *, show: bool = True, color: bool = False) -> str:
+    chunks = [reply] if chunk is None else [reply[i : i + chunk] for i in range(0, len(reply), chunk)]
+    backend = ScriptedBackend([chunks])
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=color, color_system="truecolor" if color else None,
+                      highlight=False, markup=False)
+    renderer = TerminalRenderer(console, show_reasoning=show)
+    stream = ReplyStream(backend, MESSAGES, GenerationParams())
+    for event in stream:
+        renderer.handle(event)
+    renderer.finish(stream.result)
+    return out.getvalue()
+
+
+def test_reasoning_and_reflection_shown_apart() -> None:
+    text = render(REPLY)
+    assert "Thinking" in text
+    assert "Reflection — the model corrects itself" in text
+    assert "I missed one: there are three [/INST]." in text
+    assert "[bold]strawberry[/bold]" in text  # markup-like text stays literal
+    assert "Answer" in text
+    assert "There are 3 r's." in text  # Markdown rendered: ** consumed
+    assert "print('strawberry'.count('r'))" in text
+    assert "<thinking>" not in text and "<output>" not in text
+    # the order on screen follows the reply
+    assert text.index("Count the r's") < text.index("I missed one") < text.index("So three")
+    assert text.index("So three") < text.index("There are 3")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7])
+def test_any_chunking_renders_the_same_screen(chunk: int) -> None:
+    def body(screen: str) -> str:  # everything but the footer, whose stats differ
+        return screen.rsplit("\n", 2)[0]
+
+    assert body(render(REPLY, chunk)) == body(render(REPLY))
+
+
+def test_hidden_reasoning_shows_only_the_answer() -> None:
+    text = render(REPLY, 5, show=False)
+    assert "Count the r's" not in text
+    assert "I missed one" not in text
+    assert "There are 3 r's." in text
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_escape_sequences_never_reach_the_terminal(color: bool) -> None:
+    text = render(HOSTILE, 3, color=color)
+    # The model's sequences and their payloads are gone; with colour on, Rich's own styling
+    # and Live redraws (ESC[…m, ESC[2K, \r) are the only control sequences left.
+    for bad in ("]52;", "cHduZWQ", "]8;;", "evil", "]0;", "title", "[2J", "\x9b", "\x07", "\x08"):
+        assert bad not in text
+    if not color:
+        assert "\x1b" not in text and "\r" not in text
+        assert "[red]x[/red]" in text
+        assert "[bold]lit[/bold]" in text
+
+
+def test_incomplete_thinking_is_marked() -> None:
+    text = render("<thinking>still going and going", 4)
+    assert "thinking incomplete" in text
+    assert "no answer" in text
+
+
+def test_untagged_reply_is_just_an_answer() -> None:
+    text = render("Plain answer with a < b and <div>.", 2)
+    assert "Thinking" not in text
+    assert "Plain answer with a < b and <div>." in text
+
+
+def test_footer_reports_tokens_and_reason() -> None:
+    text = render(REPLY, 10)
+    assert "scripted" in text
+    assert "tokens" in text
+    assert "stop" in text
+
+
+def test_split_complete_blocks_respects_code_fences() -> None:
+    md = "para one\n\n```\ncode\n\nstill code\n"
+    done, rest = split_complete_blocks(md)
+    assert done == "para one\n\n"
+    assert rest == "```\ncode\n\nstill code\n"
+    done, rest = split_complete_blocks(md + "```\n\nafter")
+    assert rest == "after"
+
+
+def test_reply_stream_result_and_cancel() -> None:
+    cancel = CancelToken()
+    backend = ScriptedBackend([list(REPLY)])
+    stream = ReplyStream(backend, MESSAGES, GenerationParams(), cancel)
+    seen = 0
+    for _ in stream:
+        seen += 1
+        if seen == 20:
+            cancel.cancel()
+    result = stream.result
+    assert result is not None
+    assert result.finish_reason == "cancelled"
+    assert 0 < len(result.raw_text) < len(REPLY)
+    assert REPLY.startswith(result.raw_text)
+
+
+def test_reply_stream_honours_template_prefill() -> None:
+    backend = ScriptedBackend([["Let me see", "…</think>", "\n\nSix."]], prefill="<think>")
+    result = ReplyStream(backend, MESSAGES, GenerationParams()).run()
+    assert result.parsed.thinking == "Let me see…"
+    assert result.parsed.answer == "Six."
+    assert result.to_dict()["sections"] == [
+        {"kind": "thinking", "text": "Let me see…"},
+        {"kind": "text", "text": "Six."},
+    ]
+
+
+def test_max_tokens_gives_length() -> None:
+    backend = ScriptedBackend([list("abcdefgh")])
+    result = ReplyStream(backend, MESSAGES, GenerationParams(max_tokens=3)).run()
+    assert result.finish_reason == "length"
+    assert result.raw_text == "abc"
+
+
+def test_render_parsed_and_plain_output() -> None:
+    parsed = result_from_text(REPLY).parsed
+    out = io.StringIO()
+    render_parsed(Console(file=out, width=80, markup=False), parsed, show_reasoning=True)
+    shown = out.getvalue()
+    assert "I missed one" in shown and "There are 3 r's." in shown
+    plain = io.StringIO()
+    write_plain(plain, parsed, show_reasoning=False)
+    assert plain.getvalue() == "There are **3** r's.\n\n```python\nprint('strawberry'.count('r'))\n```\n"
+    plain = io.StringIO()
+    write_plain(plain, result_from_text(HOSTILE).parsed, show_reasoning=True)
+    assert "\x1b" not in plain.getvalue() and "\x9b" not in plain.getvalue()
