@@ -522,12 +522,21 @@ class _Parser:
         self.buf = buf
         self.limit = len(buf)
         self.file_size = file_size
+        self.strings_left = MAX_STRING_ARRAY_ITEMS * 2  # over all string arrays together
 
     # errors ------------------------------------------------------------------------------------
     def fail(
         self, what: str, kind: str = "damaged", action: str = "Download it again."
     ) -> NoReturn:
         raise GGUFError(self.path, f"{self.path} is damaged: {what}. {action}", kind)
+
+    def unsupported(self, what: str) -> NoReturn:
+        raise GGUFError(
+            self.path,
+            f"{self.path} cannot be used: {what}. The file is damaged or made for newer "
+            "software; download it again, or update reflectchat and llama-cpp-python.",
+            "unsupported",
+        )
 
     def past_end(self, what: str) -> NoReturn:
         if self.limit < self.file_size:
@@ -536,6 +545,14 @@ class _Parser:
             self.path,
             f"{self.path} is damaged or cut short: {what} runs past the end of the file "
             f"({_size(self.file_size)}). Download it again.",
+            "truncated",
+        )
+
+    def cut_short(self, what: str) -> NoReturn:
+        raise GGUFError(
+            self.path,
+            f"{self.path} is damaged or cut short: {what}, more than the file "
+            f"({_size(self.file_size)}) can hold. Download it again.",
             "truncated",
         )
 
@@ -557,6 +574,8 @@ class _Parser:
         pos += 8
         if n > MAX_STRING_BYTES:
             self.fail(f"{what} claims to be {_size(n)} long")
+        if n > self.file_size - pos:
+            self.cut_short(f"{what} claims to be {_size(n)} long")
         self.need(pos, n, what)
         return self.buf[pos : pos + n].decode("utf-8", "replace"), pos + n
 
@@ -574,13 +593,12 @@ class _Parser:
             )
         version, n_tensors, n_kv = _COUNTS.unpack_from(buf, 4)
         _check_version(path, version)
-        room = self.file_size - HEADER_SIZE
-        if n_tensors > MAX_TENSORS or n_tensors * _MIN_TENSOR_BYTES > room:
-            self.fail(f"the header claims {n_tensors:,} tensors, impossible in this file")
-        if n_kv > MAX_KV or n_kv * _MIN_KV_BYTES > room:
-            self.fail(f"the header claims {n_kv:,} metadata entries, impossible in this file")
-        if n_tensors * _MIN_TENSOR_BYTES + n_kv * _MIN_KV_BYTES > room:
-            self.fail("the header claims more entries than the file can hold")
+        if n_tensors > MAX_TENSORS:
+            self.fail(f"the header claims {n_tensors:,} tensors, far more than any model has")
+        if n_kv > MAX_KV:
+            self.fail(f"the header claims {n_kv:,} metadata entries, far more than any model has")
+        if n_tensors * _MIN_TENSOR_BYTES + n_kv * _MIN_KV_BYTES > self.file_size - HEADER_SIZE:
+            self.cut_short(f"the header claims {n_tensors:,} tensors and {n_kv:,} metadata entries")
 
         pos = HEADER_SIZE
         metadata: dict[str, object] = {}
@@ -635,12 +653,7 @@ class _Parser:
             return self.string(pos, f"the value of {_q(key)}")
         if vtype == ValueType.ARRAY:
             return self.array(pos, key)
-        self.fail(
-            f"metadata key {_q(key)} has unknown value type {vtype}",
-            "unsupported",
-            "The file is damaged or made for a newer program; download it again or update "
-            "reflectchat.",
-        )
+        self.unsupported(f"metadata key {_q(key)} has unknown value type {vtype}")
 
     def array(self, pos: int, key: str) -> tuple[object, int]:
         what = f"the array {_q(key)}"
@@ -648,7 +661,7 @@ class _Parser:
         item_type, n = _ARRAY_HEAD.unpack_from(self.buf, pos)
         pos += _ARRAY_HEAD.size
         if item_type == ValueType.ARRAY:
-            self.fail(f"{what} holds arrays, which llama.cpp does not support", "unsupported")
+            self.unsupported(f"{what} holds arrays, which llama.cpp does not support")
         if n > MAX_ARRAY_ITEMS:
             self.fail(f"{what} claims {n:,} items")
         start = pos
@@ -657,7 +670,7 @@ class _Parser:
         if scalar is not None:
             nbytes = n * scalar.size
             if nbytes > remaining:
-                self.fail(f"{what} claims {n:,} items, more than the file holds")
+                self.cut_short(f"{what} claims {n:,} items")
             self.need(pos, nbytes, what)
             end = pos + nbytes
             if n <= INLINE_ARRAY_LIMIT:
@@ -667,14 +680,12 @@ class _Parser:
                 return items, end
             return ArrayInfo(item_type, n, start, nbytes), end
         if item_type != ValueType.STRING:
-            self.fail(
-                f"{what} has unknown item type {item_type}",
-                "unsupported",
-                "The file is damaged or made for a newer program; download it again or update "
-                "reflectchat.",
-            )
-        if n > MAX_STRING_ARRAY_ITEMS or n * 8 > remaining:
-            self.fail(f"{what} claims {n:,} strings, more than the file holds")
+            self.unsupported(f"{what} has unknown item type {item_type}")
+        self.strings_left -= n
+        if n > MAX_STRING_ARRAY_ITEMS or self.strings_left < 0:
+            self.fail(f"{what} claims {n:,} strings, far more than any vocabulary has")
+        if n * 8 > remaining:
+            self.cut_short(f"{what} claims {n:,} strings")
         if n <= INLINE_ARRAY_LIMIT:
             strings = []
             for j in range(n):
@@ -695,8 +706,9 @@ class _Parser:
         return ArrayInfo(item_type, n, start, pos - start), pos
 
     def tensor_info(self, pos: int, i: int, names: set[str]) -> tuple[TensorInfo, int]:
+        start = pos
         name, pos = self.string(pos, f"the name of tensor #{i + 1}")
-        if len(name.encode("utf-8", "replace")) > MAX_TENSOR_NAME_BYTES:
+        if pos - start - 8 > MAX_TENSOR_NAME_BYTES:
             self.fail(f"tensor #{i + 1} has a name longer than {MAX_TENSOR_NAME_BYTES} bytes")
         if name in names:
             self.fail(f"tensor {_q(name)} appears twice")

@@ -15,8 +15,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from reflectchat.core.engine import (
@@ -33,6 +31,7 @@ from reflectchat.core.engine import (
 )
 from reflectchat.core.gguf_file import GGUFHeader, read_gguf_header
 from reflectchat.core.models import ResolvedModel
+from reflectchat.core.strict_format import TAGS, strict_format_grammar
 
 # Tags a template may leave open at the end of the prompt (the reply then starts inside them).
 _PREFILL_TAGS = ("<think>", "<thinking>", "<thought>")
@@ -73,11 +72,6 @@ def resolve_gpu_layers(value: str | int) -> int:
     if layers < -1:
         raise ValueError(f"--gpu-layers must be 0 or more, not {layers}")
     return layers
-
-
-@cache
-def strict_format_grammar_text() -> str:
-    return resources.files("reflectchat.core").joinpath("strict_format.gbnf").read_text()
 
 
 class _LlamaLog:
@@ -163,6 +157,23 @@ class LlamaBackend:
         self._piece_buffer = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
         self._formatter = self._make_formatter()
+        self.special_tags = self._find_special_tags()
+        self._grammar_text = strict_format_grammar(self.special_tags)
+
+    def _find_special_tags(self) -> dict[str, int]:
+        """Tags that are one control/user-defined token here (Reflection 70B: all six)."""
+        found = {}
+        special = (
+            self._llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | self._llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        )
+        for tag in TAGS:
+            ids = self.llm.tokenize(tag.encode(), add_bos=False, special=True)
+            if len(ids) == 1 and self._llama_cpp.llama_vocab_get_attr(self._vocab, ids[0]) & special:
+                found[tag] = ids[0]
+        return found
+
+    def decoder(self) -> TokenDecoder:
+        return TokenDecoder(self.piece)
 
     # -- prompt -----------------------------------------------------------------------------
 
@@ -260,13 +271,12 @@ class LlamaBackend:
         if params.strict_format:
             from llama_cpp import LlamaGrammar
 
-            grammar = LlamaGrammar.from_string(strict_format_grammar_text(), verbose=False)
+            grammar = LlamaGrammar.from_string(self._grammar_text, verbose=False)
 
         budget = min(params.max_tokens, self.n_ctx - n_prompt)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        decoder = self.decoder()
         is_eog = self._llama_cpp.llama_vocab_is_eog
         vocab = self._vocab
-        piece = self.piece
         reason = "length"
         n_out = 0
         first_at = 0.0
@@ -288,9 +298,7 @@ class LlamaBackend:
                         reason = "stop"
                         break
                     n_out += 1
-                    # Bytes of one character may span tokens: the incremental decoder holds
-                    # an incomplete sequence back until the rest arrives.
-                    text = decoder.decode(piece(token))
+                    text = decoder.decode(token)
                     if text:
                         yield Delta(text)
                     if cancel is not None and cancel.cancelled:
@@ -301,7 +309,7 @@ class LlamaBackend:
                         break
         finally:
             generator.close()
-        tail = decoder.decode(b"", final=True)
+        tail = decoder.flush()
         if tail:
             yield Delta(tail)
         end = time.perf_counter()
@@ -330,6 +338,22 @@ class LlamaBackend:
             cached += 1
         # A fully cached prompt still replays its last token to refresh the logits.
         return min(cached, len(tokens) - 1)
+
+
+class TokenDecoder:
+    """Token ids to text, special tokens kept. The bytes of one character may span tokens
+    (byte-level BPE splits emoji and CJK): an incomplete UTF-8 sequence is held back until the
+    rest arrives, and whatever is left at the end becomes U+FFFD rather than an exception."""
+
+    def __init__(self, piece: Any) -> None:
+        self._piece = piece
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def decode(self, token: int) -> str:
+        return self._utf8.decode(self._piece(token))
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
 
 
 def _prefill(prompt: str) -> str:

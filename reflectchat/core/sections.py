@@ -46,11 +46,11 @@ class Section:
 
 @dataclass
 class ParsedReply:
-    sections: list[Section]
-    answer: str
-    thinking: str
-    reflections: list[str]
-    thinking_incomplete: bool
+    sections: list[Section]  # flat, in reply order
+    answer: str  # output sections if any, else untagged text after the last reasoning; trimmed
+    thinking: str  # all thinking segments (not reflections) joined raw, then trimmed
+    reflections: list[str]  # each trimmed
+    thinking_incomplete: bool  # a thinking or reflection was still open at the end
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -281,7 +281,6 @@ class SectionParser:
         mode = self._mode
         if mode == _OUTPUT:  # only </output> is recognised here
             self._close("output", True, out)
-            self._mode = _TOP
         elif mode in (_TOP, _TEXT):
             if not closing:
                 if mode == _TEXT:
@@ -293,7 +292,6 @@ class SectionParser:
                 self._close("text", True, out)
                 self._sections[-1].kind = "thinking"
                 out.append(_RETAG_THINKING)
-                self._mode = _TOP
         elif mode == _THINKING:
             if kind == "thinking":
                 if closing:
@@ -319,7 +317,6 @@ class SectionParser:
         elif mode == _TOP_REFLECTION:
             if closing and kind == "reflection":
                 self._close("reflection", True, out)
-                self._mode = _TOP
             elif not closing and kind == "output":
                 self._close("reflection", True, out)
                 self._open_top("output", out)
@@ -357,6 +354,7 @@ class SectionParser:
             self._parts = []
 
     def _close(self, kind: SectionKind, complete: bool, out: list[SectionEvent]) -> None:
+        """Close the open section; back at top level unless the caller says otherwise."""
         cur = self._cur
         self._end_segment()
         if cur is not None:

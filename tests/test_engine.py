@@ -1,0 +1,156 @@
+"""The local engine on a real GGUF through real llama-cpp-python (the embedded SmolLM2-135M)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from reflectchat.core.engine import (
+    CancelToken,
+    ContextOverflowError,
+    Delta,
+    Finished,
+    GenerationParams,
+    Message,
+    Started,
+)
+from reflectchat.core.llama_backend import LlamaBackend, LoadOptions, resolve_gpu_layers
+from reflectchat.core.models import ResolvedModel, resolve_model
+from reflectchat.core.prompts import REFLECTION_SYSTEM_PROMPT
+from reflectchat.core.reply import ReplyStream
+from tests.gguf_fixtures import embedded_model_path
+
+QUESTION = [
+    Message("system", REFLECTION_SYSTEM_PROMPT),
+    Message("user", "Is 9.11 bigger than 9.9?"),
+]
+STRICT = re.compile(
+    r"^<thinking>\n[^<]+(<reflection>\n[^<]+</reflection>\n[^<]+){0,3}</thinking>\n\n"
+    r"<output>\n[^<]+</output>$"
+)
+
+
+@pytest.fixture(scope="module")
+def backend() -> LlamaBackend:
+    embedded_model_path()  # a clear skip message if the demo extra is missing
+    return LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=2048))
+
+
+def collect(backend: LlamaBackend, params: GenerationParams, messages=QUESTION, cancel=None):
+    events = list(backend.stream(messages, params, cancel))
+    text = "".join(e.text for e in events if isinstance(e, Delta))
+    return events, text
+
+
+def test_loads_the_embedded_model(backend: LlamaBackend) -> None:
+    assert backend.header.architecture == "llama"
+    assert backend.n_ctx == 2048
+    assert "<|im_start|>" in backend.chat_template
+    prompt = backend.render_prompt(QUESTION)
+    assert prompt.startswith("<|im_start|>system\n" + REFLECTION_SYSTEM_PROMPT)
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_streams_deltas_and_reports_stats(backend: LlamaBackend) -> None:
+    events, text = collect(backend, GenerationParams(seed=1, max_tokens=24))
+    assert isinstance(events[0], Started)
+    assert events[0].prompt_tokens > 20
+    assert isinstance(events[-1], Finished)
+    assert all(isinstance(e, Delta) for e in events[1:-1])
+    assert text
+    stats = events[-1].stats
+    assert 1 <= stats.completion_tokens <= 24
+    assert stats.prompt_tokens == events[0].prompt_tokens
+    assert 0 < stats.ttft_s <= stats.total_s
+
+
+def test_same_seed_same_output(backend: LlamaBackend) -> None:
+    params = GenerationParams(seed=42, max_tokens=40, temperature=0.9)
+    _, first = collect(backend, params)
+    _, again = collect(backend, params)
+    assert first == again
+    fresh = LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=2048))
+    _, from_fresh = collect(fresh, params)
+    assert from_fresh == first
+    others = {
+        collect(backend, GenerationParams(seed=s, max_tokens=40, temperature=0.9))[1]
+        for s in (1, 2, 3)
+    }
+    assert len(others | {first}) > 1  # the seed really drives sampling
+
+
+def test_max_tokens_gives_length(backend: LlamaBackend) -> None:
+    events, _ = collect(backend, GenerationParams(seed=3, max_tokens=5, strict_format=True))
+    assert events[-1].reason == "length"
+    assert events[-1].stats.completion_tokens == 5
+
+
+def test_strict_format_gives_the_structure_and_stops_at_eos(backend: LlamaBackend) -> None:
+    events, text = collect(backend, GenerationParams(seed=1, max_tokens=1024, strict_format=True))
+    assert events[-1].reason == "stop", text  # EOS after </output>, not the token limit
+    assert STRICT.match(text), text
+    result = ReplyStream(backend, QUESTION, GenerationParams(seed=5, strict_format=True)).run()
+    assert result.parsed.thinking
+    assert result.parsed.answer
+    assert [s.kind for s in result.parsed.sections][0] == "thinking"
+    assert result.parsed.sections[-1].kind == "output"
+
+
+def test_cancel_stops_within_one_token_and_model_stays_usable(backend: LlamaBackend) -> None:
+    params = GenerationParams(seed=7, max_tokens=60, strict_format=True)
+    _, reference = collect(backend, params)
+    cancel = CancelToken()
+    deltas = 0
+    finished = None
+    for event in backend.stream(QUESTION, params, cancel):
+        if isinstance(event, Delta):
+            deltas += 1
+            if deltas == 5:
+                cancel.cancel()
+        elif isinstance(event, Finished):
+            finished = event
+    assert finished is not None and finished.reason == "cancelled"
+    assert deltas == 5  # nothing more was produced after the cancel
+    assert finished.stats.completion_tokens <= 6
+    # the model is still usable, and the same seed gives the same reply as before the cancel
+    _, after = collect(backend, params)
+    assert after == reference
+
+
+def test_prompt_too_long_for_context(backend: LlamaBackend) -> None:
+    small = LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=64))
+    with pytest.raises(ContextOverflowError, match="context holds 64"):
+        collect(small, GenerationParams(), [Message("user", "word " * 200)])
+
+
+def test_split_utf8_characters_are_reassembled(backend: LlamaBackend) -> None:
+    text = "naïve café 🙂 世界 ∑ — ok"
+    ids = backend.llm.tokenize(text.encode(), add_bos=False, special=False)
+    pieces = [backend.piece(t) for t in ids]
+    partial = []
+    for p in pieces:
+        try:
+            p.decode("utf-8")
+        except UnicodeDecodeError:
+            partial.append(p)
+    assert partial, "expected the byte-level BPE to split at least one character"
+    decoder = backend.decoder()
+    out = "".join(decoder.decode(t) for t in ids) + decoder.flush()
+    assert out == text
+    assert "\ufffd" not in out
+
+
+def test_gpu_layers_resolution() -> None:
+    assert resolve_gpu_layers("all") == -1
+    assert resolve_gpu_layers("7") == 7
+    assert resolve_gpu_layers("auto") in (0, -1)
+    with pytest.raises(ValueError):
+        resolve_gpu_layers("many")
+
+
+def test_unknown_file_model_has_no_catalog_entry(tmp_path) -> None:
+    copy = tmp_path / "my-model.gguf"
+    copy.symlink_to(embedded_model_path())
+    model = resolve_model(str(copy))
+    assert isinstance(model, ResolvedModel) and model.entry is None
