@@ -66,6 +66,8 @@ def load_backend(args: argparse.Namespace, model: ResolvedModel) -> Any:
     try:
         return LlamaBackend(model, options)
     except (GGUFError, ModelLoadError) as exc:
+        if args.debug:
+            sys.stderr.write("".join(LLAMA_LOG.lines))
         raise CliError(str(exc), EXIT_USAGE) from exc
     except ValueError as exc:  # e.g. a --gpu-layers value
         raise CliError(str(exc), EXIT_USAGE) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from reflectchat import __version__
 from reflectchat.cli.errors import CliError, report_error
@@ -61,8 +62,16 @@ def _gpu_layers(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected a number of layers, 'all' or 'auto', got '{text}'")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error, pointing at the right --help."""
+
+    def error(self, message: str) -> NoReturn:
+        report_error(f"{message} (see: {self.prog} --help)")
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reflectchat",
         description=(
             "Chat with local reasoning models (Reflection-Llama-3.1-70B and others) and see "
@@ -71,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"reflectchat {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and llama.cpp logs")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     ask = commands.add_parser(
         "ask",

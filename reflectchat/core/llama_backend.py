@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -111,15 +112,19 @@ class _LlamaLog:
         llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
     def reason(self) -> str | None:
-        """The most telling error line llama.cpp logged, if any."""
-        text = "".join(self.lines)
-        for line in reversed(text.splitlines()):
-            low = line.lower()
-            if "error" in low or "failed" in low or "unknown" in low or "unsupported" in low:
-                return line.strip()
+        """The most telling error line llama.cpp logged, without its function-name prefix."""
+        lines = "".join(self.lines).splitlines()
+        for marker in ("error loading model:", "error:", "failed", "unknown", "unsupported"):
+            for line in reversed(lines):
+                at = line.lower().rfind(marker)
+                if at >= 0:
+                    if marker == "error loading model:":
+                        return line[at + len(marker) :].strip()
+                    return _LOG_PREFIX.sub("", line.strip())
         return None
 
 
+_LOG_PREFIX = re.compile(r"^[A-Za-z_]+:\s*")
 LLAMA_LOG = _LlamaLog()
 
 
@@ -155,11 +160,12 @@ class LlamaBackend:
         try:
             self.llm = Llama(**kwargs)
         except Exception as exc:  # llama.cpp reports every failure as a bare ValueError
-            reason = LLAMA_LOG.reason() or str(exc)
-            raise ModelLoadError(
-                f"llama.cpp could not load {model.path}: {reason}. If the file is a newer "
-                "architecture, upgrade llama-cpp-python; otherwise re-download the file"
-            ) from exc
+            reason = (LLAMA_LOG.reason() or str(exc)).rstrip(".")
+            if "architecture" in reason:
+                hint = "this llama.cpp is too old for the model: upgrade llama-cpp-python"
+            else:
+                hint = "the file may be damaged or not a llama.cpp model: download it again"
+            raise ModelLoadError(f"llama.cpp could not load {model.path}: {reason}; {hint}") from exc
 
         import llama_cpp
 
