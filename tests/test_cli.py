@@ -49,8 +49,15 @@ def test_ask_json_on_the_demo_model() -> None:
     proc = run("ask", "Is 9.11 bigger than 9.9?", "--seed", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # exactly one JSON object
-    assert set(data) >= {"model", "answer", "thinking", "reflections", "sections",
-                         "finish_reason", "stats"}
+    assert set(data) >= {
+        "model",
+        "answer",
+        "thinking",
+        "reflections",
+        "sections",
+        "finish_reason",
+        "stats",
+    }
     assert data["model"] == "smollm2"
     assert data["finish_reason"] == "stop"
     assert data["thinking"] and data["answer"]  # strict format is on for the demo model
@@ -58,8 +65,13 @@ def test_ask_json_on_the_demo_model() -> None:
     assert data["sections"][-1] == {"kind": "output", "text": data["answer"]}
     assert len(data["reflections"]) == sum(s["kind"] == "reflection" for s in data["sections"])
     stats = data["stats"]
-    assert set(stats) >= {"prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_second",
-                          "total_s"}
+    assert set(stats) >= {
+        "prompt_tokens",
+        "completion_tokens",
+        "ttft_s",
+        "tokens_per_second",
+        "total_s",
+    }
     assert stats["prompt_tokens"] > 50  # the Reflection system prompt went in
     assert stats["completion_tokens"] > 10
     assert proc.stderr == ""

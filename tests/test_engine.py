@@ -93,7 +93,7 @@ def test_strict_format_gives_the_structure_and_stops_at_eos(backend: LlamaBacken
     result = ReplyStream(backend, QUESTION, GenerationParams(seed=5, strict_format=True)).run()
     assert result.parsed.thinking
     assert result.parsed.answer
-    assert [s.kind for s in result.parsed.sections][0] == "thinking"
+    assert result.parsed.sections[0].kind == "thinking"
     assert result.parsed.sections[-1].kind == "output"
 
 

@@ -35,13 +35,12 @@ def test_core_sources_do_not_mention_ui_imports() -> None:
     for path in (REPO / "reflectchat" / "core").glob("*.py"):
         for line in path.read_text().splitlines():
             stripped = line.strip()
-            assert not stripped.startswith(("import textual", "from textual", "import rich",
-                                            "from rich")), f"{path.name}: {line}"
+            assert not stripped.startswith(
+                ("import textual", "from textual", "import rich", "from rich")
+            ), f"{path.name}: {line}"
 
 
-@pytest.mark.parametrize(
-    "args", [["--help"], ["--version"], ["ask", "--help"], ["view", "--help"]]
-)
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["ask", "--help"], ["view", "--help"]])
 def test_light_commands_do_not_load_llama_cpp_or_textual(args: list[str]) -> None:
     code = (
         "import sys, json, runpy\n"

@@ -7,12 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from reflectchat.cli.render import (
-    TerminalRenderer,
-    render_parsed,
-    split_complete_blocks,
-    write_plain,
-)
+from reflectchat.cli.plain import write_plain
+from reflectchat.cli.render import TerminalRenderer, render_parsed, split_complete_blocks
 from reflectchat.core.engine import CancelToken, GenerationParams, Message
 from reflectchat.core.reply import ReplyStream, result_from_text
 from reflectchat.core.scripted_backend import ScriptedBackend
@@ -32,11 +28,19 @@ MESSAGES = [Message("user", "How many r's in strawberry?")]
 
 
 def render(reply: str, chunk: int | None = None, *, show: bool = True, color: bool = False) -> str:
-    chunks = [reply] if chunk is None else [reply[i : i + chunk] for i in range(0, len(reply), chunk)]
+    chunks = (
+        [reply] if chunk is None else [reply[i : i + chunk] for i in range(0, len(reply), chunk)]
+    )
     backend = ScriptedBackend([chunks])
     out = io.StringIO()
-    console = Console(file=out, width=80, force_terminal=color, color_system="truecolor" if color else None,
-                      highlight=False, markup=False)
+    console = Console(
+        file=out,
+        width=80,
+        force_terminal=color,
+        color_system="truecolor" if color else None,
+        highlight=False,
+        markup=False,
+    )
     renderer = TerminalRenderer(console, show_reasoning=show)
     stream = ReplyStream(backend, MESSAGES, GenerationParams())
     for event in stream:
@@ -120,9 +124,7 @@ def test_reply_stream_result_and_cancel() -> None:
     cancel = CancelToken()
     backend = ScriptedBackend([list(REPLY)])
     stream = ReplyStream(backend, MESSAGES, GenerationParams(), cancel)
-    seen = 0
-    for _ in stream:
-        seen += 1
+    for seen, _ in enumerate(stream, 1):
         if seen == 20:
             cancel.cancel()
     result = stream.result
@@ -158,7 +160,10 @@ def test_render_parsed_and_plain_output() -> None:
     assert "I missed one" in shown and "There are 3 r's." in shown
     plain = io.StringIO()
     write_plain(plain, parsed, show_reasoning=False)
-    assert plain.getvalue() == "There are **3** r's.\n\n```python\nprint('strawberry'.count('r'))\n```\n"
+    assert (
+        plain.getvalue()
+        == "There are **3** r's.\n\n```python\nprint('strawberry'.count('r'))\n```\n"
+    )
     plain = io.StringIO()
     write_plain(plain, result_from_text(HOSTILE).parsed, show_reasoning=True)
     assert "\x1b" not in plain.getvalue() and "\x9b" not in plain.getvalue()

@@ -41,7 +41,7 @@ def test_the_tag_loss_bug_is_real(backend: LlamaBackend) -> None:
 
 
 def test_engine_finds_the_tags_as_special_tokens(backend: LlamaBackend) -> None:
-    assert backend.special_tags == dict(zip(REFLECTION_TAGS, REFLECTION_TAG_IDS))
+    assert backend.special_tags == dict(zip(REFLECTION_TAGS, REFLECTION_TAG_IDS, strict=True))
     for tag, token in backend.special_tags.items():
         assert backend.piece(token) == tag.encode()
 

@@ -24,7 +24,7 @@ EXIT_INTERRUPTED = 130
 def read_prompt(args: argparse.Namespace) -> str:
     prompt = args.prompt
     if prompt is None and sys.stdin.isatty():
-        raise CliError("no prompt given: reflectchat ask \"PROMPT\" (or pipe it in)", EXIT_USAGE)
+        raise CliError('no prompt given: reflectchat ask "PROMPT" (or pipe it in)', EXIT_USAGE)
     if prompt is None or prompt == "-":
         prompt = sys.stdin.read()
     if not prompt.strip():
@@ -47,8 +47,9 @@ def generation_params(args: argparse.Namespace, model: ResolvedModel) -> Generat
     if strict is None:
         strict = bool(entry and entry.strict_format)
     return GenerationParams(
-        temperature=args.temperature if args.temperature is not None else
-        (entry.temperature if entry else 0.7),
+        temperature=args.temperature
+        if args.temperature is not None
+        else (entry.temperature if entry else 0.7),
         top_p=args.top_p if args.top_p is not None else (entry.top_p if entry else 0.95),
         seed=args.seed,
         max_tokens=args.max_tokens,
@@ -155,6 +156,6 @@ def _write_result(
     if args.json:
         print(to_json(result.to_dict()))
     elif not on_terminal:
-        from reflectchat.cli.render import write_plain
+        from reflectchat.cli.plain import write_plain
 
         write_plain(sys.stdout, result.parsed, show_reasoning=show_reasoning)

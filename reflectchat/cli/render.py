@@ -8,7 +8,6 @@ console markup), and control sequences are stripped first.
 from __future__ import annotations
 
 import re
-from typing import TextIO
 
 from markdown_it import MarkdownIt
 from rich.console import Console, Group
@@ -194,7 +193,9 @@ class TerminalRenderer:
         if result is None:
             return
         if not self._answer_started and not result.parsed.answer:
-            note = "(no answer" + (": the thinking was cut off)" if result.parsed.thinking_incomplete else ")")
+            note = "(no answer" + (
+                ": the thinking was cut off)" if result.parsed.thinking_incomplete else ")"
+            )
             self.console.print(Text(note, style="dim"))
         self.console.print(footer(result))
 
@@ -263,19 +264,3 @@ def _gutter(text: str, kind: str) -> Text:
         out.append(gutter, gutter_style)
         out.append(line, style)
     return out
-
-
-def write_plain(stream: TextIO, parsed: ParsedReply, *, show_reasoning: bool) -> None:
-    """Piped output: plain text, no styling. Only the answer unless reasoning is asked for."""
-    if show_reasoning:
-        for section in parsed.sections:
-            if section.kind in ("thinking", "reflection") and section.text.strip():
-                label = "Thinking" if section.kind == "thinking" else "Reflection"
-                stream.write(f"[{label}]\n{strip_controls(section.text.strip())}\n\n")
-        if parsed.thinking_incomplete:
-            stream.write("[Thinking incomplete]\n\n")
-        if parsed.thinking or parsed.reflections:
-            stream.write("[Answer]\n")
-    answer = strip_controls(parsed.answer)
-    stream.write(answer + ("\n" if answer else ""))
-    stream.flush()

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from reflectchat.cli.jsonout import to_json
 from reflectchat.cli.errors import CliError
+from reflectchat.cli.jsonout import to_json
 from reflectchat.core.reply import result_from_text
 
 EXIT_USAGE = 2
@@ -49,10 +49,11 @@ def run_view(args: argparse.Namespace) -> int:
 
         from reflectchat.cli.render import render_parsed
 
-        render_parsed(Console(highlight=False, markup=False, emoji=False), result.parsed,
-                      show_reasoning=show)
+        render_parsed(
+            Console(highlight=False, markup=False, emoji=False), result.parsed, show_reasoning=show
+        )
     else:
-        from reflectchat.cli.render import write_plain
+        from reflectchat.cli.plain import write_plain
 
         write_plain(sys.stdout, result.parsed, show_reasoning=show)
     return 0

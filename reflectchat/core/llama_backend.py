@@ -165,7 +165,9 @@ class LlamaBackend:
                 hint = "this llama.cpp is too old for the model: upgrade llama-cpp-python"
             else:
                 hint = "the file may be damaged or not a llama.cpp model: download it again"
-            raise ModelLoadError(f"llama.cpp could not load {model.path}: {reason}; {hint}") from exc
+            raise ModelLoadError(
+                f"llama.cpp could not load {model.path}: {reason}; {hint}"
+            ) from exc
 
         import llama_cpp
 
@@ -185,7 +187,10 @@ class LlamaBackend:
         )
         for tag in TAGS:
             ids = self.llm.tokenize(tag.encode(), add_bos=False, special=True)
-            if len(ids) == 1 and self._llama_cpp.llama_vocab_get_attr(self._vocab, ids[0]) & special:
+            if (
+                len(ids) == 1
+                and self._llama_cpp.llama_vocab_get_attr(self._vocab, ids[0]) & special
+            ):
                 found[tag] = ids[0]
         return found
 
@@ -349,7 +354,7 @@ class LlamaBackend:
         if held == 0:
             return 0
         cached = 0
-        for a, b in zip(self.llm._input_ids[:held], tokens):
+        for a, b in zip(self.llm._input_ids[:held], tokens, strict=False):
             if a != b:
                 break
             cached += 1
@@ -383,5 +388,3 @@ def _prefill(prompt: str) -> str:
 
 def _random_seed() -> int:
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-
-

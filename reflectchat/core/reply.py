@@ -14,8 +14,8 @@ from reflectchat.core.engine import (
     Backend,
     CancelToken,
     Delta,
-    FinishReason,
     Finished,
+    FinishReason,
     GenerationParams,
     GenerationStats,
     Message,
@@ -85,7 +85,9 @@ class ReplyStream:
                 finished = event
         yield from parser.finish()
         if finished is None:  # a backend that ended without saying why was cut off
-            finished = Finished("cancelled" if self.cancel.cancelled else "error", GenerationStats())
+            finished = Finished(
+                "cancelled" if self.cancel.cancelled else "error", GenerationStats()
+            )
         self.result = ReplyResult(
             model=self.backend.model_name,
             raw_text="".join(chunks),

@@ -15,7 +15,9 @@ TAGS = ("<thinking>", "</thinking>", "<reflection>", "</reflection>", "<output>"
 # (characters per body, at most three reflections) make even a 135M model, which never wants
 # to close a tag on its own, reach `</output>` and EOS within ~700 tokens.
 _TEMPLATE = """\
-root       ::= {thinking} "\\n" thought ( {reflection} "\\n" reflbody {end_reflection} "\\n" thought ){{0,3}} {end_thinking} "\\n\\n" {output} "\\n" answer {end_output}
+root       ::= {thinking} "\\n" thought reflected{{0,3}} {end_thinking} "\\n\\n" answered
+reflected  ::= {reflection} "\\n" reflbody {end_reflection} "\\n" thought
+answered   ::= {output} "\\n" answer {end_output}
 thought    ::= [^<]{{1,400}}
 reflbody   ::= [^<]{{1,200}}
 answer     ::= [^<]{{1,400}}
