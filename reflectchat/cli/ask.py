@@ -11,11 +11,13 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.engine import CancelToken, EngineError, GenerationParams, Message
+from reflectchat.core.engine import CancelToken, EngineError, GenerationParams
 from reflectchat.core.gguf_file import GGUFError
 from reflectchat.core.models import ModelNotFoundError, ResolvedModel, resolve_model
 from reflectchat.core.prompts import PROMPT_STYLES
-from reflectchat.core.reply import ReplyResult, ReplyStream
+from reflectchat.core.reply import ReplyResult
+from reflectchat.core.session import ChatSession, HistoryTurn
+from reflectchat.core.store import Conversation, ConversationNotFound, Store, StoreError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -93,8 +95,9 @@ def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
 
 def run_ask(args: argparse.Namespace) -> int:
     prompt = read_prompt(args)
+    store, stored = _open_history(args)
     try:
-        model = resolve_model(args.model)
+        model = resolve_model(args.model or (stored.summary.model if stored else None))
     except ModelNotFoundError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
 
@@ -103,13 +106,37 @@ def run_ask(args: argparse.Namespace) -> int:
     params = generation_params(args, model)
     backend = _load_with_status(args, model)
 
-    messages = []
-    if (system := system_prompt(args, model)) is not None:
-        messages.append(Message("system", system))
-    messages.append(Message("user", prompt))
+    explicit_system = args.no_system or args.system is not None
+    session = ChatSession(
+        backend,
+        params,
+        system_prompt=system_prompt(args, model),
+        store=None if args.no_save else store,
+        model_spec=args.model or (stored.summary.model if stored else model.spec),
+        keep_reasoning=args.keep_reasoning,
+    )
+    if stored is not None:
+        session.conversation_id = stored.summary.id
+        session.history = [HistoryTurn(m.role, m.content, m.answer) for m in stored.messages]
+        if not explicit_system:
+            session.system_prompt = stored.system_prompt
 
     cancel = CancelToken()
-    stream = ReplyStream(backend, messages, params, cancel)
+    try:
+        stream = session.send(prompt, cancel)
+    except EngineError as exc:
+        raise CliError(str(exc)) from exc
+    except StoreError as exc:
+        raise CliError(f"{exc} (or run with --no-save)") from exc
+    plan = session.last_plan
+    if plan and plan.dropped_turns:
+        n = plan.dropped_turns
+        print(
+            f"reflectchat: left out the {n} oldest turn{'s' if n != 1 else ''} to fit the "
+            f"context ({backend.n_ctx} tokens)",
+            file=sys.stderr,
+        )
+
     renderer = None
     if on_terminal:
         from rich.console import Console
@@ -118,6 +145,7 @@ def run_ask(args: argparse.Namespace) -> int:
 
         console = Console(highlight=False, markup=False, emoji=False)
         renderer = TerminalRenderer(console, show_reasoning=show_reasoning)
+    save_error: StoreError | None = None
     try:
         with cancel_on_sigint(cancel):
             if renderer is not None:
@@ -130,13 +158,38 @@ def run_ask(args: argparse.Namespace) -> int:
                 stream.run()
     except EngineError as exc:
         raise CliError(str(exc)) from exc
+    except StoreError as exc:  # the reply is on screen or below; say it wasn't saved
+        save_error = exc
     result = stream.result
     assert result is not None
-    _write_result(args, result, on_terminal=on_terminal, show_reasoning=show_reasoning)
+    _write_result(args, result, session, on_terminal=on_terminal, show_reasoning=show_reasoning)
+    if save_error is not None:
+        raise CliError(f"the reply was not saved: {save_error}")
     if result.finish_reason == "cancelled":
-        print("reflectchat: cancelled (Ctrl+C); the partial reply is shown above", file=sys.stderr)
+        print("reflectchat: cancelled (Ctrl+C); the partial reply is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _open_history(args: argparse.Namespace) -> tuple[Store | None, Conversation | None]:
+    """The store (unless --no-save and nothing to continue) and the conversation to go on."""
+    continuing = args.continue_last or args.conversation is not None
+    if args.no_save and not continuing:
+        return None, None
+    try:
+        store = Store()
+        if not continuing:
+            return store, None
+        conversation_id = args.conversation
+        if args.continue_last:
+            conversation_id = store.latest_conversation_id()
+            if conversation_id is None:
+                raise CliError("there is no conversation to continue yet; ask without -c", 2)
+        return store, store.get_conversation(conversation_id)
+    except ConversationNotFound as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except StoreError as exc:
+        raise CliError(f"{exc} (or run with --no-save)") from exc
 
 
 def _load_with_status(args: argparse.Namespace, model: ResolvedModel) -> Any:
@@ -151,10 +204,18 @@ def _load_with_status(args: argparse.Namespace, model: ResolvedModel) -> Any:
 
 
 def _write_result(
-    args: argparse.Namespace, result: ReplyResult, *, on_terminal: bool, show_reasoning: bool
+    args: argparse.Namespace,
+    result: ReplyResult,
+    session: ChatSession,
+    *,
+    on_terminal: bool,
+    show_reasoning: bool,
 ) -> None:
     if args.json:
-        print(to_json(result.to_dict()))
+        data = result.to_dict()
+        data["conversation_id"] = session.conversation_id
+        data["dropped_turns"] = session.last_plan.dropped_turns if session.last_plan else 0
+        print(to_json(data))
     elif not on_terminal:
         from reflectchat.cli.plain import write_plain
 

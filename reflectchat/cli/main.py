@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from reflectchat import __version__
 from reflectchat.cli.errors import CliError, report_error
+from reflectchat.cli.history import add_history_parser
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -120,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or hide thinking and reflections (default: show on a terminal, hide piped)",
     )
     ask.add_argument("--json", action="store_true", help="print one JSON object with everything")
+    which = ask.add_mutually_exclusive_group()
+    which.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue the most recent conversation",
+    )
+    which.add_argument("--conversation", type=int, metavar="ID", help="continue conversation ID")
+    ask.add_argument("--no-save", action="store_true", help="don't save this exchange")
+    ask.add_argument(
+        "--keep-reasoning",
+        action="store_true",
+        help="send earlier replies back whole, thinking included (default: answers only)",
+    )
+
+    add_history_parser(commands, _Parser)
 
     view = commands.add_parser(
         "view",
@@ -143,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reflectchat.cli.ask import run_ask
 
             return run_ask(args)
+        if args.command == "history":
+            from reflectchat.cli.history import run_history
+
+            return run_history(args)
         if args.command == "view":
             from reflectchat.cli.view import run_view
 

@@ -253,8 +253,9 @@ class LlamaBackend:
             tokens.insert(0, bos)
         return tokens
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        """The prompt's size in this model's tokens, as `stream` would send it."""
+        return len(self.tokenize_prompt(self.render_prompt(messages)))
 
     def piece(self, token: int) -> bytes:
         """A token's bytes with special tokens kept (control tokens become their text)."""

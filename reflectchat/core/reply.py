@@ -6,7 +6,8 @@ behave the same in both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,7 @@ class ReplyStream:
     messages: list[Message]
     params: GenerationParams
     cancel: CancelToken = field(default_factory=CancelToken)
+    on_finish: Callable[[ReplyResult], None] | None = None
     result: ReplyResult | None = None
     prompt_tokens: int = 0
     cached_tokens: int = 0
@@ -69,33 +71,40 @@ class ReplyStream:
         chunks: list[str] = []
         prefill = ""
         finished: Finished | None = None
-        for event in self.backend.stream(self.messages, self.params, self.cancel):
-            if type(event) is Delta:
-                chunks.append(event.text)
-                events = parser.feed(event.text)
-                if events:
-                    yield from events
-            elif type(event) is Started:
-                self.prompt_tokens = event.prompt_tokens
-                self.cached_tokens = event.cached_tokens
-                if event.prefill:
-                    prefill = event.prefill
-                    parser = SectionParser(prefill=prefill)
-            elif type(event) is Finished:
-                finished = event
-        yield from parser.finish()
-        if finished is None:  # a backend that ended without saying why was cut off
-            finished = Finished(
-                "cancelled" if self.cancel.cancelled else "error", GenerationStats()
+        try:
+            with closing(self.backend.stream(self.messages, self.params, self.cancel)) as events:
+                for event in events:
+                    if type(event) is Delta:
+                        chunks.append(event.text)
+                        parsed = parser.feed(event.text)
+                        if parsed:
+                            yield from parsed
+                    elif type(event) is Started:
+                        self.prompt_tokens = event.prompt_tokens
+                        self.cached_tokens = event.cached_tokens
+                        if event.prefill:
+                            prefill = event.prefill
+                            parser = SectionParser(prefill=prefill)
+                    elif type(event) is Finished:
+                        finished = event
+            yield from parser.finish()
+        finally:
+            # Also reached when the consumer stops early or a second Ctrl+C interrupts: what
+            # was written so far is kept, marked cancelled.
+            if finished is None:
+                reason = "error" if chunks and not self.cancel.cancelled else "cancelled"
+                finished = Finished(reason, GenerationStats())  # type: ignore[arg-type]
+                parser.finish()
+            self.result = ReplyResult(
+                model=self.backend.model_name,
+                raw_text="".join(chunks),
+                parsed=parser.reply(),
+                finish_reason=finished.reason,
+                stats=finished.stats,
+                prefill=prefill,
             )
-        self.result = ReplyResult(
-            model=self.backend.model_name,
-            raw_text="".join(chunks),
-            parsed=parser.reply(),
-            finish_reason=finished.reason,
-            stats=finished.stats,
-            prefill=prefill,
-        )
+            if self.on_finish is not None:
+                self.on_finish(self.result)
 
     def run(self) -> ReplyResult:
         """Consume the whole stream (no live display) and return the result."""

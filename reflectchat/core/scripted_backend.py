@@ -28,12 +28,19 @@ class ScriptedBackend:
         name: str = "scripted",
         delay_s: float = 0.0,
         prefill: str = "",
+        n_ctx: int | None = None,
     ) -> None:
         self._replies = [[r] if isinstance(r, str) else list(r) for r in replies]
         self._name = name
         self.delay_s = delay_s
         self.prefill = prefill
         self.calls: list[list[Message]] = []
+        if n_ctx is not None:  # only then does the session budget the context
+            self.n_ctx = n_ctx
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        """One token per word plus four per message: a stand-in tokenizer for tests."""
+        return sum(len(m.content.split()) + 4 for m in messages)
 
     @property
     def model_name(self) -> str:
@@ -45,7 +52,7 @@ class ScriptedBackend:
         self.calls.append(list(messages))
         chunks = self._replies[(len(self.calls) - 1) % len(self._replies)]
         start = time.perf_counter()
-        prompt_tokens = sum(len(m.content.split()) for m in messages)
+        prompt_tokens = self.count_prompt_tokens(messages)
         yield Started(prompt_tokens=prompt_tokens, prefill=self.prefill)
         reason = "stop"
         n = 0

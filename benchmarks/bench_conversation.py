@@ -1,0 +1,100 @@
+"""Issue #3's benchmark: KV-cache reuse across a 10-turn conversation on the demo model.
+
+Targets: at turn 10, the prompt tokens actually evaluated (prompt - cached) are at most 1.5x the
+tokens that turn 9's answer and turn 10's message add to the prompt; the time to first token at
+turn 10 is within 2x of turn 2's. The conversation runs through `ChatSession`, the code `ask -c`
+and the chat use. Several repetitions; medians. Usage: python benchmarks/bench_conversation.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from reflectchat.core.engine import GenerationParams
+from reflectchat.core.llama_backend import LlamaBackend, LoadOptions, default_threads
+from reflectchat.core.models import resolve_model
+from reflectchat.core.session import ChatSession
+
+MESSAGES = [
+    "Tell me about the history of tea in two sentences.",
+    "How is green tea different from black tea?",
+    "Which countries grow the most tea today?",
+    "What does the word oolong mean?",
+    "How hot should water be for green tea?",
+    "Is matcha a kind of green tea? Explain briefly.",
+    "What is a tea ceremony and where does it come from?",
+    "Give me three tips for storing tea leaves.",
+    "How much caffeine does a cup of black tea have?",
+    "Summarise what we talked about in one paragraph.",
+]
+
+
+def one_conversation(backend: LlamaBackend, seed: int, strict: bool) -> list[dict]:
+    # Strict format: replies are tagged, and only their answers go back — so the KV cache
+    # (which holds the raw reply) diverges where the reply began, the harder case.
+    params = GenerationParams(seed=seed, max_tokens=300 if strict else 96, strict_format=strict)
+    session = ChatSession(backend, params, system_prompt="You are a concise assistant.")
+    turns = []
+    for text in MESSAGES:
+        result = session.send(text).run()
+        s = result.stats
+        turns.append(
+            {
+                "prompt": s.prompt_tokens,
+                "cached": s.cached_tokens,
+                "evaluated": s.prompt_tokens - s.cached_tokens,
+                "ttft_s": s.ttft_s,
+                "completion": s.completion_tokens,
+            }
+        )
+        assert session.last_plan is not None and session.last_plan.dropped_turns == 0
+    return turns
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--strict-format",
+        action="store_true",
+        help="tagged replies (thinking stripped from history)",
+    )
+    opts = parser.parse_args()
+    backend = LlamaBackend(
+        resolve_model("smollm2"), LoadOptions(n_ctx=4096, n_threads=default_threads())
+    )
+    runs = [
+        one_conversation(backend, seed, opts.strict_format) for seed in range(1, opts.repeats + 1)
+    ]
+    eval_ratio = statistics.median(
+        r[9]["evaluated"] / (r[9]["prompt"] - r[8]["prompt"]) for r in runs
+    )
+    ttft_ratio = statistics.median(r[9]["ttft_s"] / r[1]["ttft_s"] for r in runs)
+    mode = "strict format: tagged replies" if opts.strict_format else "plain replies"
+    print(
+        f"{opts.repeats} conversations of 10 turns (demo model, {default_threads()} threads, "
+        f"{mode}); medians per turn:"
+    )
+    print("| turn | prompt tokens | cached | evaluated | TTFT (ms) |")
+    print("|---|---|---|---|---|")
+    for i in range(10):
+        med = {k: statistics.median(r[i][k] for r in runs) for k in runs[0][i]}
+        print(
+            f"| {i + 1} | {med['prompt']:.0f} | {med['cached']:.0f} | {med['evaluated']:.0f} "
+            f"| {med['ttft_s'] * 1000:.0f} |"
+        )
+    print(f"\nturn 10 evaluated / tokens added since turn 9: {eval_ratio:.2f} (target <= 1.5)")
+    print(f"turn 10 TTFT / turn 2 TTFT: {ttft_ratio:.2f} (target <= 2)")
+    if opts.json:
+        opts.json.write_text(
+            json.dumps({"runs": runs, "eval_ratio": eval_ratio, "ttft_ratio": ttft_ratio}, indent=2)
+        )
+    return 0 if eval_ratio <= 1.5 and ttft_ratio <= 2 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

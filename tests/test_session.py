@@ -1,0 +1,158 @@
+"""Multi-turn sessions: what goes back to the model, the context budget, the KV cache, storage."""
+
+from __future__ import annotations
+
+import pytest
+
+from reflectchat.core.engine import ContextOverflowError, GenerationParams, Message
+from reflectchat.core.llama_backend import LlamaBackend, LoadOptions
+from reflectchat.core.models import resolve_model
+from reflectchat.core.scripted_backend import ScriptedBackend
+from reflectchat.core.session import ChatSession
+from reflectchat.core.store import Store
+from tests.gguf_fixtures import embedded_model_path
+
+REPLY_1 = "<thinking>Two plus two.<reflection>Yes, four.</reflection></thinking><output>4</output>"
+REPLY_2 = "<thinking>Double it.</thinking><output>8</output>"
+
+
+def test_earlier_replies_go_back_as_answers_only() -> None:
+    backend = ScriptedBackend([REPLY_1, REPLY_2, "ok"])
+    session = ChatSession(backend, GenerationParams(), system_prompt="SYS")
+    session.send("What is 2+2?").run()
+    session.send("Double it.").run()
+    session.send("Thanks").run()
+    assert backend.calls[2] == [
+        Message("system", "SYS"),
+        Message("user", "What is 2+2?"),
+        Message("assistant", "4"),
+        Message("user", "Double it."),
+        Message("assistant", "8"),
+        Message("user", "Thanks"),
+    ]
+
+
+def test_keep_reasoning_sends_replies_whole() -> None:
+    backend = ScriptedBackend([REPLY_1, "ok"])
+    session = ChatSession(backend, GenerationParams(), keep_reasoning=True)
+    session.send("What is 2+2?").run()
+    session.send("And?").run()
+    assert backend.calls[1][1] == Message("assistant", REPLY_1)
+
+
+def test_a_reply_cancelled_before_its_answer_is_not_sent_back() -> None:
+    backend = ScriptedBackend([list("<thinking>long thought"), "ok"])
+    session = ChatSession(backend, GenerationParams())
+    stream = session.send("Q1")
+    for i, _ in enumerate(stream):
+        if i == 3:
+            stream.cancel.cancel()
+    assert stream.result.finish_reason == "cancelled"
+    session.send("Q2").run()
+    assert backend.calls[1] == [Message("user", "Q1"), Message("user", "Q2")]
+
+
+def test_oldest_turns_are_dropped_to_fit_and_counted() -> None:
+    # stand-in tokenizer: one token per word, four per message
+    backend = ScriptedBackend(["answer " * 10], n_ctx=120)
+    params = GenerationParams(max_tokens=40)
+    session = ChatSession(backend, params, system_prompt="be brief")
+    for i in range(6):
+        session.send(f"question {i} " + "word " * 8).run()
+    plan = session.last_plan
+    assert plan.dropped_turns > 0
+    assert plan.prompt_tokens + params.max_tokens <= 120
+    sent = backend.calls[-1]
+    assert sent[0] == Message("system", "be brief")  # never dropped
+    assert sent[-1].content.startswith("question 5")  # never dropped
+    assert not any(m.content.startswith("question 0") for m in sent)
+    # and what was kept is the most recent history, in order
+    users = [m.content.split()[1] for m in sent if m.role == "user"]
+    assert users == sorted(users) and users[-1] == "5"
+
+
+def test_a_message_that_cannot_fit_is_an_error_with_numbers_and_nothing_is_stored(
+    tmp_path,
+) -> None:
+    backend = ScriptedBackend(["x"], n_ctx=50)
+    with Store(tmp_path / "h.sqlite3") as store:
+        session = ChatSession(backend, GenerationParams(max_tokens=20), store=store)
+        with pytest.raises(ContextOverflowError, match=r"needs \d+ tokens.*holds 50"):
+            session.send("word " * 40)
+        assert store.list_conversations() == []
+        assert backend.calls == []
+
+
+def test_messages_are_stored_with_sections_stats_and_cancellation(tmp_path) -> None:
+    backend = ScriptedBackend([REPLY_1, list("<thinking>partial and more")])
+    with Store(tmp_path / "h.sqlite3") as store:
+        session = ChatSession(
+            backend, GenerationParams(seed=3), store=store, model_spec="demo", system_prompt="SYS"
+        )
+        session.send("What is 2+2?").run()
+        stream = session.send("And now?")
+        for i, _ in enumerate(stream):
+            if i == 4:
+                stream.cancel.cancel()
+        conversation = store.get_conversation(session.conversation_id)
+    assert conversation.summary.title == "What is 2+2?"
+    assert conversation.summary.model == "demo"
+    assert conversation.system_prompt == "SYS"
+    roles = [m.role for m in conversation.messages]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    first = conversation.messages[1]
+    assert first.content == REPLY_1
+    assert first.answer == "4"
+    assert [s["kind"] for s in first.sections] == ["thinking", "reflection", "output"]
+    assert first.finish_reason == "stop"
+    assert first.params["seed"] == 3
+    assert first.stats["completion_tokens"] == 1
+    last = conversation.messages[3]
+    assert last.finish_reason == "cancelled"
+    assert "<thinking>partial".startswith(last.content[:5]) and last.content
+
+
+def test_resume_continues_a_stored_conversation(tmp_path) -> None:
+    with Store(tmp_path / "h.sqlite3") as store:
+        first = ChatSession(
+            ScriptedBackend([REPLY_1]), GenerationParams(), store=store, system_prompt="SYS"
+        )
+        first.send("What is 2+2?").run()
+        backend = ScriptedBackend([REPLY_2])
+        resumed = ChatSession.resume(backend, GenerationParams(), store, first.conversation_id)
+        resumed.send("Double it.").run()
+        assert backend.calls[0] == [
+            Message("system", "SYS"),
+            Message("user", "What is 2+2?"),
+            Message("assistant", "4"),
+            Message("user", "Double it."),
+        ]
+        assert store.get_conversation(first.conversation_id).summary.turns == 2
+
+
+# -- the real model -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def backend() -> LlamaBackend:
+    embedded_model_path()
+    return LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=2048))
+
+
+def test_second_turn_reuses_the_kv_cache(backend: LlamaBackend) -> None:
+    session = ChatSession(
+        backend, GenerationParams(seed=1, max_tokens=48), system_prompt="You are brief."
+    )
+    first = session.send("Name three colours.").run()
+    assert first.stats.cached_tokens == 0 or first.stats.cached_tokens < first.stats.prompt_tokens
+    second = session.send("Now name three animals.").run()
+    assert second.stats.cached_tokens > 0
+    # everything up to the first reply is served from the cache
+    assert second.stats.cached_tokens >= first.stats.prompt_tokens - 1
+    assert second.stats.prompt_tokens > first.stats.prompt_tokens
+
+
+def test_real_tokenizer_budget(backend: LlamaBackend) -> None:
+    session = ChatSession(backend, GenerationParams(max_tokens=1900))
+    with pytest.raises(ContextOverflowError, match="context holds 2048"):
+        session.send("lorem ipsum " * 100)
