@@ -14,7 +14,8 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,22 @@ class LoadOptions:
     n_threads: int | None = None  # None: llama-cpp-python's default
     gpu_layers: str | int = "auto"  # N, "all" or "auto"
     seed: int | None = None
+    # Called with 0.0…1.0 while the weights load (from the loading thread); return False to
+    # abort the load. A 70B model takes a while; the UI shows this.
+    progress: Callable[[float], bool | None] | None = None
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a status line shows about the loaded model."""
+
+    model: str
+    quantization: str | None
+    accelerator: str  # "CPU", "CUDA", "Metal", "Vulkan", …
+    layers_offloaded: int
+    layers_total: int
+    n_ctx: int
+    threads: int
 
 
 def default_threads() -> int:
@@ -157,8 +174,10 @@ class LlamaBackend:
         kwargs["n_threads_batch"] = threads
         if options.seed is not None:
             kwargs["seed"] = options.seed
+        self.threads = threads
         try:
-            self.llm = Llama(**kwargs)
+            with _load_progress(options.progress):
+                self.llm = Llama(**kwargs)
         except Exception as exc:  # llama.cpp reports every failure as a bare ValueError
             reason = (LLAMA_LOG.reason() or str(exc)).rstrip(".")
             if "architecture" in reason:
@@ -193,6 +212,21 @@ class LlamaBackend:
             ):
                 found[tag] = ids[0]
         return found
+
+    def describe(self) -> BackendInfo:
+        total = self.header.block_count or 0
+        offloaded = 0
+        if self.gpu_layers != 0 and gpu_offload_supported():
+            offloaded = total if self.gpu_layers < 0 else min(self.gpu_layers, total)
+        return BackendInfo(
+            model=self.model_name,
+            quantization=self.header.quantization,
+            accelerator=accelerator_name() if offloaded else "CPU",
+            layers_offloaded=offloaded,
+            layers_total=total,
+            n_ctx=self.n_ctx,
+            threads=self.threads,
+        )
 
     def decoder(self) -> TokenDecoder:
         return TokenDecoder(self.piece)
@@ -361,6 +395,51 @@ class LlamaBackend:
             cached += 1
         # A fully cached prompt still replays its last token to refresh the logits.
         return min(cached, len(tokens) - 1)
+
+
+def accelerator_name() -> str:
+    """The GPU backend this llama.cpp build was compiled with (as llama.cpp names it in its
+    system info, e.g. "CUDA : ARCHS = 890 | … | CPU : AVX2 = 1 | …"), or "CPU"."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    for part in info.split("|"):
+        name, sep, _ = part.partition(" : ")
+        if sep and name.strip() and name.strip() != "CPU":
+            return name.strip()
+    return "CPU"
+
+
+@contextmanager
+def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[None]:
+    """Hand llama.cpp a load-progress callback. llama-cpp-python's `Llama` has no parameter for
+    it, so the model-params factory it calls is wrapped for the duration of the load."""
+    if progress is None:
+        yield
+        return
+    import llama_cpp.llama as llama_module
+
+    raw = llama_module.llama_cpp
+
+    @raw.llama_progress_callback
+    def callback(value: float, user_data: ctypes.c_void_p) -> bool:
+        try:
+            return progress(float(value)) is not False
+        except Exception:  # never let a UI error abort or crash the load
+            return True
+
+    original = raw.llama_model_default_params
+
+    def with_progress() -> Any:
+        params = original()
+        params.progress_callback = callback
+        return params
+
+    raw.llama_model_default_params = with_progress
+    try:
+        yield
+    finally:
+        raw.llama_model_default_params = original
 
 
 class TokenDecoder:
