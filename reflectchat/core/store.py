@@ -477,8 +477,8 @@ class Store:
         code = _code(exc)
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return StoreError(
-                f"{self.path} is held by another reflectchat process (still locked after"
-                f" {self._busy_timeout_s:g}s); let it finish or close it, then try again"
+                f"another reflectchat process is holding the history {self.path} (still locked"
+                f" after {self._busy_timeout_s:g}s); let it finish or close it, then try again"
             )
         if code == _SQLITE_FULL:
             return StoreError(
