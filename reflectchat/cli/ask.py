@@ -11,7 +11,9 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
+from reflectchat.core.config import ConfigError, load_config
 from reflectchat.core.engine import CancelToken, EngineError, GenerationParams
+from reflectchat.core.fit import ModelTooBigError
 from reflectchat.core.gguf_file import GGUFError
 from reflectchat.core.models import ModelNotFoundError, ResolvedModel, resolve_model
 from reflectchat.core.prompts import PROMPT_STYLES
@@ -64,11 +66,15 @@ def load_backend(args: argparse.Namespace, model: ResolvedModel) -> Any:
 
     LLAMA_LOG.echo = bool(args.debug)
     options = LoadOptions(
-        n_ctx=args.ctx, n_threads=args.threads, gpu_layers=args.gpu_layers, seed=args.seed
+        n_ctx=args.ctx,
+        n_threads=args.threads,
+        gpu_layers=args.gpu_layers,
+        seed=args.seed,
+        force=args.force,
     )
     try:
         return LlamaBackend(model, options)
-    except (GGUFError, ModelLoadError) as exc:
+    except (GGUFError, ModelLoadError, ModelTooBigError) as exc:
         if args.debug:
             sys.stderr.write("".join(LLAMA_LOG.lines))
         raise CliError(str(exc), EXIT_USAGE) from exc
@@ -93,7 +99,25 @@ def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def apply_config(args: argparse.Namespace) -> None:
+    """Fill unset options from the config file; REFLECTCHAT_* variables override everything."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    args.model = config.get("model", args.model)
+    args.gpu_layers = config.get("gpu_layers", args.gpu_layers, "auto")
+    args.ctx = config.get("context", args.ctx)
+    args.threads = config.get("threads", args.threads)
+    args.max_tokens = config.get("max_tokens", args.max_tokens, 1024)
+    args.temperature = config.get("temperature", args.temperature)
+    args.top_p = config.get("top_p", args.top_p)
+    args.reasoning = config.get("reasoning", args.reasoning)
+    args.keep_reasoning = bool(config.get("keep_reasoning", args.keep_reasoning, False))
+
+
 def run_ask(args: argparse.Namespace) -> int:
+    apply_config(args)
     prompt = read_prompt(args)
     store, stored = _open_history(args)
     try:

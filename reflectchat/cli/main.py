@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from reflectchat import __version__
+from reflectchat.cli.config_cmd import add_config_parser
 from reflectchat.cli.errors import CliError, report_error
 from reflectchat.cli.history import add_history_parser
+from reflectchat.cli.tools import add_tool_parsers
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -98,13 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--temperature", type=_temperature, metavar="T")
     ask.add_argument("--top-p", type=_unit_float, metavar="P")
     ask.add_argument("--seed", type=int, metavar="N", help="fix sampling for repeatable output")
-    ask.add_argument("--max-tokens", type=_positive_int, metavar="N", default=1024)
+    ask.add_argument("--max-tokens", type=_positive_int, metavar="N", help="default 1024")
     ask.add_argument("--ctx", type=_positive_int, metavar="N", help="context size in tokens")
     ask.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads")
     ask.add_argument(
         "--gpu-layers",
         type=_gpu_layers,
-        default="auto",
         metavar="N|all|auto",
         help="layers to offload (auto: all when this build supports GPU offload, else 0)",
     )
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or hide thinking and reflections (default: show on a terminal, hide piped)",
     )
     ask.add_argument("--json", action="store_true", help="print one JSON object with everything")
+    ask.add_argument(
+        "--force", action="store_true", help="load the model even if it looks too big to fit"
+    )
     which = ask.add_mutually_exclusive_group()
     which.add_argument(
         "-c",
@@ -134,10 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "--keep-reasoning",
         action="store_true",
+        default=None,
         help="send earlier replies back whole, thinking included (default: answers only)",
     )
 
     add_history_parser(commands, _Parser)
+    add_config_parser(commands, _Parser)
+    add_tool_parsers(commands)
 
     view = commands.add_parser(
         "view",
@@ -161,6 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reflectchat.cli.ask import run_ask
 
             return run_ask(args)
+        if args.command == "config":
+            from reflectchat.cli.config_cmd import run_config
+
+            return run_config(args)
+        if args.command == "doctor":
+            from reflectchat.cli.tools import run_doctor
+
+            return run_doctor(args)
+        if args.command == "bench":
+            from reflectchat.cli.tools import run_bench
+
+            return run_bench(args)
         if args.command == "history":
             from reflectchat.cli.history import run_history
 

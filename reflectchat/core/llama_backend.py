@@ -31,7 +31,16 @@ from reflectchat.core.engine import (
     Started,
     StreamEvent,
 )
-from reflectchat.core.gguf_file import GGUFHeader, read_gguf_header
+from reflectchat.core.fit import (
+    FitReport,
+    ModelTooBigError,
+    auto_gpu_layers,
+    estimate_memory,
+    plan_fit,
+    too_big_message,
+)
+from reflectchat.core.gguf_file import GGUFHeader, read_gguf_parts
+from reflectchat.core.machine import available_ram, gpu_devices
 from reflectchat.core.models import ResolvedModel
 from reflectchat.core.strict_format import TAGS, strict_format_grammar
 
@@ -52,6 +61,7 @@ class LoadOptions:
     # Called with 0.0…1.0 while the weights load (from the loading thread); return False to
     # abort the load. A 70B model takes a while; the UI shows this.
     progress: Callable[[float], bool | None] | None = None
+    force: bool = False  # load even when the fit check says it won't fit
 
 
 @dataclass(frozen=True)
@@ -154,11 +164,13 @@ class LlamaBackend:
         self.options = options
         # Validate the file ourselves first: llama.cpp's parser is not to be trusted with
         # arbitrary bytes, and its own failure is a bare "Failed to load model".
-        self.header: GGUFHeader = read_gguf_header(model.path)
+        self.parts = read_gguf_parts(model.path)
+        self.header: GGUFHeader = self.parts[0]
         trained_ctx = self.header.context_length or 4096
         wanted_ctx = options.n_ctx or (model.entry.context if model.entry else 4096)
         self.n_ctx = min(wanted_ctx, trained_ctx) if not options.n_ctx else wanted_ctx
-        self.gpu_layers = resolve_gpu_layers(options.gpu_layers)
+        self.fit = self._check_fit(options)
+        self.gpu_layers = self.fit.gpu_layers
 
         LLAMA_LOG.install()
         from llama_cpp import Llama
@@ -197,6 +209,19 @@ class LlamaBackend:
         self._formatter = self._make_formatter()
         self.special_tags = self._find_special_tags()
         self._grammar_text = strict_format_grammar(self.special_tags)
+
+    def _check_fit(self, options: LoadOptions) -> FitReport:
+        """Weights + KV cache against free RAM/VRAM, before llama.cpp allocates anything."""
+        estimate = estimate_memory(self.parts, self.n_ctx)
+        gpus = gpu_devices() if options.gpu_layers != 0 and gpu_offload_supported() else []
+        if str(options.gpu_layers).lower() == "auto":
+            layers = auto_gpu_layers(estimate, gpus)
+        else:
+            layers = resolve_gpu_layers(options.gpu_layers) if gpus else 0
+        report = plan_fit(estimate, gpu_layers=layers, gpus=gpus, ram_available=available_ram())
+        if not report.fits and not options.force:
+            raise ModelTooBigError(too_big_message(self.model.path.name, report, self.model.entry))
+        return report
 
     def _find_special_tags(self) -> dict[str, int]:
         """Tags that are one control/user-defined token here (Reflection 70B: all six)."""

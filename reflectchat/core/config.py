@@ -1,0 +1,221 @@
+"""The config file (TOML, in the platformdirs config folder) and REFLECTCHAT_* variables.
+
+Precedence: the file < command-line flags < REFLECTCHAT_* environment variables. Unknown keys and
+wrong types are errors that name the key and its line, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reflectchat.core.paths import config_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FILENAME = "config.toml"
+
+
+class ConfigError(Exception):
+    """One line: the file (or variable), the key, its line and what is wrong."""
+
+
+def _gpu_layers(value: object) -> str:
+    text = str(value).strip().lower()
+    if text in ("auto", "all") or (text.isdigit() and not isinstance(value, bool)):
+        return text
+    raise ValueError('a number of layers, "all" or "auto"')
+
+
+def _choice(*options: str) -> Any:
+    def check(value: object) -> str:
+        if isinstance(value, str) and value in options:
+            return value
+        raise ValueError(" or ".join(f'"{o}"' for o in options))
+
+    return check
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    raise ValueError("a whole number above 0")
+
+
+def _unit(value: object) -> float:
+    number = _number(value)
+    if 0.0 <= number <= 1.0:
+        return number
+    raise ValueError("a number from 0 to 1")
+
+
+def _number(value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError("a number")
+
+
+def _temperature(value: object) -> float:
+    number = _number(value)
+    if 0.0 <= number <= 5.0:
+        return number
+    raise ValueError("a number from 0 to 5")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError("a non-empty string")
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ValueError("true or false")
+
+
+# key -> (validator, what it does). The same names, upper-cased, are the environment variables.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "model": (_text, "default model: an alias, alias:QUANT, a .gguf path or owner/repo:QUANT"),
+    "gpu_layers": (_gpu_layers, 'layers to offload: a number, "all" or "auto"'),
+    "context": (_positive_int, "context size in tokens"),
+    "threads": (_positive_int, "CPU threads"),
+    "max_tokens": (_positive_int, "reply budget in tokens"),
+    "temperature": (_temperature, "sampling temperature"),
+    "top_p": (_unit, "nucleus sampling"),
+    "reasoning": (_choice("show", "hide"), 'show or hide thinking: "show" or "hide"'),
+    "keep_reasoning": (_bool, "send earlier replies back whole, thinking included"),
+    "theme": (_text, "the chat app's theme"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    file_values: dict[str, Any]
+    env_values: dict[str, Any]
+
+    def get(self, key: str, flag: Any = None, default: Any = None) -> Any:
+        """The effective value: environment, else the command-line flag, else the file."""
+        if key in self.env_values:
+            return self.env_values[key]
+        if flag is not None:
+            return flag
+        return self.file_values.get(key, default)
+
+
+def config_path() -> Path:
+    return config_dir() / CONFIG_FILENAME
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or config_path()
+    return Config(path, read_file(path), read_env())
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}; fix it or delete the file") from None
+    values = {}
+    for key, value in raw.items():
+        line = _line_of(text, key)
+        where = f"{path}" + (f" line {line}" if line else "")
+        if key not in SETTINGS:
+            known = ", ".join(SETTINGS)
+            raise ConfigError(f"{where}: '{key}' is not a setting (known: {known})")
+        check, _ = SETTINGS[key]
+        try:
+            values[key] = check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: '{key}' must be {exc}, not {value!r}") from None
+    return values
+
+
+def read_env() -> dict[str, Any]:
+    values = {}
+    for key, (check, _) in SETTINGS.items():
+        name = f"REFLECTCHAT_{key.upper()}"
+        if name in os.environ:
+            try:
+                values[key] = check(os.environ[name])
+            except ValueError as exc:
+                raise ConfigError(f"{name} must be {exc}, not {os.environ[name]!r}") from None
+    return values
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def set_value(key: str, value: str, path: Path | None = None) -> Path:
+    """Write `key = value` into the file, keeping everything else in it as it is."""
+    path = path or config_path()
+    check, _ = SETTINGS[key]
+    check(value)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    line = f"{key} = {_toml_string(value)}"
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=.*$", re.MULTILINE)
+    text = (
+        pattern.sub(line, text, count=1)
+        if pattern.search(text)
+        else (text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # never leave a half-written config
+    return path
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+TEMPLATE = """\
+# reflectchat settings. Command-line flags override these; REFLECTCHAT_<KEY> variables override
+# both (e.g. REFLECTCHAT_MODEL=reflection-70b:q4_k_m). Uncomment what you want to change.
+{body}
+"""
+
+
+def template() -> str:
+    body = "\n".join(f"# {key} = …    # {help_}" for key, (_, help_) in SETTINGS.items())
+    return TEMPLATE.format(body=body)
