@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from reflectchat.cli.errors import CliError
@@ -15,8 +16,15 @@ from reflectchat.core.config import ConfigError, load_config
 from reflectchat.core.engine import CancelToken, EngineError, GenerationParams
 from reflectchat.core.fit import ModelTooBigError
 from reflectchat.core.gguf_file import GGUFError
-from reflectchat.core.models import ModelNotFoundError, ResolvedModel, resolve_model
+from reflectchat.core.models import (
+    CatalogEntry,
+    ModelNotFoundError,
+    ResolvedModel,
+    entry_for_file,
+    resolve_model,
+)
 from reflectchat.core.prompts import PROMPT_STYLES
+from reflectchat.core.remote_backend import Endpoint
 from reflectchat.core.reply import ReplyResult
 from reflectchat.core.session import ChatSession, HistoryTurn
 from reflectchat.core.store import Conversation, ConversationNotFound, Store, StoreError
@@ -36,17 +44,16 @@ def read_prompt(args: argparse.Namespace) -> str:
     return prompt
 
 
-def system_prompt(args: argparse.Namespace, model: ResolvedModel) -> str | None:
+def system_prompt(args: argparse.Namespace, entry: CatalogEntry | None) -> str | None:
     if args.no_system:
         return None
     if args.system is not None:
         return args.system
-    style = model.entry.prompt_style if model.entry else "none"
+    style = entry.prompt_style if entry else "none"
     return PROMPT_STYLES.get(style)
 
 
-def generation_params(args: argparse.Namespace, model: ResolvedModel) -> GenerationParams:
-    entry = model.entry
+def generation_params(args: argparse.Namespace, entry: CatalogEntry | None) -> GenerationParams:
     strict = args.strict_format
     if strict is None:
         strict = bool(entry and entry.strict_format)
@@ -105,7 +112,10 @@ def apply_config(args: argparse.Namespace) -> None:
         config = load_config()
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    args.model = config.get("model", args.model)
+    args.endpoint_profiles = config.endpoints
+    args.endpoint = config.get("endpoint", args.endpoint)
+    if args.endpoint is None:  # the configured default model is a local one
+        args.model = config.get("model", args.model)
     args.gpu_layers = config.get("gpu_layers", args.gpu_layers, "auto")
     args.ctx = config.get("context", args.ctx)
     args.threads = config.get("threads", args.threads)
@@ -120,23 +130,26 @@ def run_ask(args: argparse.Namespace) -> int:
     apply_config(args)
     prompt = read_prompt(args)
     store, stored = _open_history(args)
-    try:
-        model = resolve_model(args.model or (stored.summary.model if stored else None))
-    except ModelNotFoundError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
-
     on_terminal = sys.stdout.isatty() and not args.json
     show_reasoning = (args.reasoning or ("show" if on_terminal else "hide")) == "show"
-    params = generation_params(args, model)
-    backend = _load_with_status(args, model)
+    if args.endpoint:
+        backend, entry, spec = _remote_backend(args, stored)
+    else:
+        try:
+            model = resolve_model(args.model or (stored.summary.model if stored else None))
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+        entry, spec = model.entry, model.spec
+        backend = _load_with_status(args, model)
+    params = generation_params(args, entry)
 
     explicit_system = args.no_system or args.system is not None
     session = ChatSession(
         backend,
         params,
-        system_prompt=system_prompt(args, model),
+        system_prompt=system_prompt(args, entry),
         store=None if args.no_save else store,
-        model_spec=args.model or (stored.summary.model if stored else model.spec),
+        model_spec=args.model or (stored.summary.model if stored else spec),
         keep_reasoning=args.keep_reasoning,
     )
     if stored is not None:
@@ -189,6 +202,8 @@ def run_ask(args: argparse.Namespace) -> int:
     _write_result(args, result, session, on_terminal=on_terminal, show_reasoning=show_reasoning)
     if save_error is not None:
         raise CliError(f"the reply was not saved: {save_error}")
+    if result.finish_reason == "error":
+        raise CliError(result.error or "generation failed; the partial reply is kept")
     if result.finish_reason == "cancelled":
         print("reflectchat: cancelled (Ctrl+C); the partial reply is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -214,6 +229,51 @@ def _open_history(args: argparse.Namespace) -> tuple[Store | None, Conversation 
         raise CliError(str(exc), EXIT_USAGE) from exc
     except StoreError as exc:
         raise CliError(f"{exc} (or run with --no-save)") from exc
+
+
+def endpoint_from(args: argparse.Namespace) -> Endpoint:
+    """--endpoint is a URL or the name of an [endpoints.NAME] profile in the config."""
+    profiles = getattr(args, "endpoint_profiles", {}) or {}
+    if args.endpoint in profiles:
+        p = profiles[args.endpoint]
+        return Endpoint(
+            url=p["url"],
+            model=args.model or p.get("model"),
+            api_key_env=p.get("api_key_env"),
+            headers=p.get("headers", {}),
+            name=args.endpoint,
+        )
+    if "://" not in args.endpoint:
+        known = ", ".join(profiles) or "none configured"
+        raise CliError(
+            f"--endpoint '{args.endpoint}' is neither a URL (http://host:port/v1) nor "
+            f"an endpoint profile ({known})",
+            EXIT_USAGE,
+        )
+    return Endpoint(url=args.endpoint, model=args.model, api_key_env=args.api_key_env)
+
+
+def _remote_backend(
+    args: argparse.Namespace, stored: Conversation | None
+) -> tuple[Any, CatalogEntry | None, str]:
+    from reflectchat.core.remote_backend import RemoteBackend, RemoteError
+
+    endpoint = endpoint_from(args)
+    if endpoint.model is None and stored is not None and stored.summary.model:
+        endpoint = Endpoint(
+            endpoint.url,
+            stored.summary.model,
+            endpoint.api_key_env,
+            endpoint.headers,
+            endpoint.name,
+        )
+    backend = RemoteBackend(endpoint)
+    try:
+        name = backend.resolve_model_name()
+    except RemoteError as exc:
+        raise CliError(str(exc)) from exc
+    # A served Reflection model gets its prompt and sampling like a local one.
+    return backend, entry_for_file(Path(name)), name
 
 
 def _load_with_status(args: argparse.Namespace, model: ResolvedModel) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from reflectchat import __version__
+from reflectchat.cli.chat_cmd import add_chat_parser
 from reflectchat.cli.config_cmd import add_config_parser
 from reflectchat.cli.errors import CliError, report_error
 from reflectchat.cli.history import add_history_parser
@@ -136,12 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--conversation", type=int, metavar="ID", help="continue conversation ID")
     ask.add_argument("--no-save", action="store_true", help="don't save this exchange")
     ask.add_argument(
+        "--endpoint",
+        metavar="URL|NAME",
+        help="use a remote OpenAI-compatible server (vLLM, llama-server, …) instead of a local "
+        "model; -m then names the server's model",
+    )
+    ask.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)",
+    )
+    ask.add_argument(
         "--keep-reasoning",
         action="store_true",
         default=None,
         help="send earlier replies back whole, thinking included (default: answers only)",
     )
 
+    add_chat_parser(
+        commands,
+        _Parser,
+        {
+            "positive_int": _positive_int,
+            "unit_float": _unit_float,
+            "temperature": _temperature,
+            "gpu_layers": _gpu_layers,
+        },
+    )
     add_history_parser(commands, _Parser)
     add_config_parser(commands, _Parser)
     add_tool_parsers(commands)
@@ -159,11 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()  # no terminal to draw the app on
+            return EXIT_OK
+        args = parser.parse_args([*argv, "chat"])  # no arguments: open the chat app
     try:
+        if args.command == "chat":
+            from reflectchat.cli.chat_cmd import run_chat
+
+            return run_chat(args)
         if args.command == "ask":
             from reflectchat.cli.ask import run_ask
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,9 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "reasoning": (_choice("show", "hide"), 'show or hide thinking: "show" or "hide"'),
     "keep_reasoning": (_bool, "send earlier replies back whole, thinking included"),
     "theme": (_text, "the chat app's theme"),
+    "endpoint": (_text, "default remote engine: a URL or the name of an [endpoints.NAME] table"),
 }
+ENDPOINT_KEYS = {"url", "model", "api_key_env", "headers"}
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class Config:
     path: Path
     file_values: dict[str, Any]
     env_values: dict[str, Any]
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def get(self, key: str, flag: Any = None, default: Any = None) -> Any:
         """The effective value: environment, else the command-line flag, else the file."""
@@ -135,7 +138,9 @@ def config_path() -> Path:
 
 def load_config(path: Path | None = None) -> Config:
     path = path or config_path()
-    return Config(path, read_file(path), read_env())
+    values = read_file(path)
+    endpoints = values.pop("endpoints", {})
+    return Config(path, values, read_env(), endpoints)
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -153,6 +158,9 @@ def read_file(path: Path) -> dict[str, Any]:
     for key, value in raw.items():
         line = _line_of(text, key)
         where = f"{path}" + (f" line {line}" if line else "")
+        if key == "endpoints":
+            values[key] = _endpoints(value, text, path)
+            continue
         if key not in SETTINGS:
             known = ", ".join(SETTINGS)
             raise ConfigError(f"{where}: '{key}' is not a setting (known: {known})")
@@ -162,6 +170,42 @@ def read_file(path: Path) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigError(f"{where}: '{key}' must be {exc}, not {value!r}") from None
     return values
+
+
+def _endpoints(value: object, text: str, path: Path) -> dict[str, dict[str, Any]]:
+    """[endpoints.NAME] tables: url (required), model, api_key_env, headers."""
+    where = f"{path} [endpoints]"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be tables like [endpoints.vllm] with a url")
+    profiles = {}
+    for name, table in value.items():
+        line = _line_of_table(text, f"endpoints.{name}")
+        here = f"{path}" + (f" line {line}" if line else "") + f" [endpoints.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{here}: must be a table with a url")
+        unknown = set(table) - ENDPOINT_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{here}: '{sorted(unknown)[0]}' is not an endpoint setting "
+                f"(known: {', '.join(sorted(ENDPOINT_KEYS))})"
+            )
+        if not isinstance(table.get("url"), str) or not table["url"].strip():
+            raise ConfigError(f"{here}: 'url' is required, e.g. url = \"http://127.0.0.1:8000/v1\"")
+        for key in ("model", "api_key_env"):
+            if key in table and not isinstance(table[key], str):
+                raise ConfigError(f"{here}: '{key}' must be a string")
+        headers = table.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise ConfigError(f"{here}: 'headers' must be a table of strings")
+        profiles[name] = dict(table, headers=dict(headers))
+    return profiles
+
+
+def _line_of_table(text: str, name: str) -> int | None:
+    match = re.search(rf"^\s*\[\s*{re.escape(name)}\s*\]", text, re.MULTILINE)
+    return text.count("\n", 0, match.start()) + 1 if match else None
 
 
 def read_env() -> dict[str, Any]:

@@ -8,7 +8,7 @@ event, then `Delta`s of decoded text, then exactly one `Finished`. Everything ab
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
@@ -67,6 +67,7 @@ class Delta:
 class Finished:
     reason: FinishReason
     stats: GenerationStats
+    error: str | None = None  # for "error": what broke, said for people
 
 
 StreamEvent = Started | Delta | Finished
@@ -77,9 +78,32 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._callbacks: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
 
     def cancel(self) -> None:
         self._event.set()
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:  # e.g. close a network stream blocked in a read
+            try:
+                callback()
+            except Exception:
+                pass
+
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Run `callback` when cancelled (at once if already); returns a function to unhook."""
+        with self._lock:
+            self._callbacks.append(callback)
+        if self.cancelled:
+            callback()
+
+        def unhook() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unhook
 
     @property
     def cancelled(self) -> bool:

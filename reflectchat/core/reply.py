@@ -33,6 +33,7 @@ class ReplyResult:
     finish_reason: FinishReason
     stats: GenerationStats
     prefill: str = ""
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The shape of `ask --json` and `view --json`."""
@@ -46,6 +47,7 @@ class ReplyResult:
             "thinking_incomplete": body["thinking_incomplete"],
             "finish_reason": self.finish_reason,
             "stats": self.stats.to_dict(),
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -102,6 +104,7 @@ class ReplyStream:
                 finish_reason=finished.reason,
                 stats=finished.stats,
                 prefill=prefill,
+                error=finished.error,
             )
             if self.on_finish is not None:
                 self.on_finish(self.result)

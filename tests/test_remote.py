@@ -1,0 +1,276 @@
+"""Remote OpenAI-compatible engines: a real llama-cpp-python server, and a fake for the rest."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reflectchat.core.engine import CancelToken, GenerationParams, Message
+from reflectchat.core.remote_backend import Endpoint, RemoteBackend, RemoteError
+from reflectchat.core.reply import ReplyStream
+from reflectchat.core.session import ChatSession
+from tests.conftest import cli, run_env
+from tests.fake_openai import FakeOpenAI, fake_openai
+from tests.gguf_fixtures import embedded_model_path
+
+USER = [Message("user", "Is 9.11 bigger than 9.9?")]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with fake_openai() as server:
+        yield server
+
+
+def backend_for(fake: FakeOpenAI, **kwargs: float) -> RemoteBackend:
+    return RemoteBackend(Endpoint(fake.url, "fake-reflection", api_key_env="FAKE_KEY"), **kwargs)
+
+
+def test_reasoning_content_becomes_the_thinking_section(fake: FakeOpenAI) -> None:
+    fake.mode = "reasoning"
+    result = ReplyStream(backend_for(fake), USER, GenerationParams()).run()
+    assert result.raw_text == "<think>Let me think.</think>Hello there."
+    assert result.parsed.thinking == "Let me think."
+    assert result.parsed.answer == "Hello there."
+    assert result.finish_reason == "stop"
+
+
+def test_tags_inside_content_still_parse(fake: FakeOpenAI) -> None:
+    fake.reply = ["<thinking>a<reflection>b</reflection></thin", "king><output>c</output>"]
+    result = ReplyStream(backend_for(fake), USER, GenerationParams()).run()
+    assert result.parsed.reflections == ["b"]
+    assert result.parsed.answer == "c"
+
+
+def test_request_carries_params_key_and_headers(fake: FakeOpenAI, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "sk-secret-123")
+    endpoint = Endpoint(
+        fake.url, "fake-reflection", api_key_env="FAKE_KEY", headers={"X-Team": "blue"}
+    )
+    ReplyStream(RemoteBackend(endpoint), USER, GenerationParams(seed=5, max_tokens=7)).run()
+    request = fake.requests[-1]
+    assert request["body"]["seed"] == 5 and request["body"]["max_tokens"] == 7
+    assert request["body"]["stream"] is True
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["authorization"] == "Bearer sk-secret-123"
+    assert headers["x-team"] == "blue"
+
+
+def test_401_names_the_variable_and_never_the_key(fake: FakeOpenAI, monkeypatch) -> None:
+    fake.mode = "401"
+    monkeypatch.setenv("FAKE_KEY", "sk-secret-123")
+    with pytest.raises(RemoteError) as err:
+        ReplyStream(backend_for(fake), USER, GenerationParams()).run()
+    assert "FAKE_KEY" in str(err.value) and "sk-secret" not in str(err.value)
+
+
+def test_404_says_model_or_path(fake: FakeOpenAI) -> None:
+    endpoint = Endpoint(fake.url, "no-such-model")
+    with pytest.raises(RemoteError, match="404.*model 'no-such-model' or the path"):
+        ReplyStream(RemoteBackend(endpoint), USER, GenerationParams()).run()
+
+
+@pytest.mark.parametrize("mode", ["429-then-ok", "500-then-ok"])
+def test_retries_before_the_first_token(fake: FakeOpenAI, mode: str) -> None:
+    fake.mode, fake.failures_left = mode, 2
+    result = ReplyStream(backend_for(fake), USER, GenerationParams()).run()
+    assert result.parsed.answer == "Hello there."
+    assert len(fake.requests) == 3  # two refusals, then the stream — text exactly once
+
+
+def test_a_stream_cut_mid_way_keeps_the_partial_reply(fake: FakeOpenAI) -> None:
+    fake.mode = "cut"
+    result = ReplyStream(backend_for(fake), USER, GenerationParams()).run()
+    assert result.finish_reason == "error"
+    assert result.raw_text == "Hello there"
+    assert "before the reply was finished" in result.error or "broke off" in result.error
+    assert len(fake.requests) == 1  # never retried after text arrived
+
+
+def test_a_server_that_never_answers_times_out(fake: FakeOpenAI) -> None:
+    fake.mode = "hang"
+    start = time.monotonic()
+    with pytest.raises(RemoteError, match="did not answer in time"):
+        ReplyStream(
+            backend_for(fake, read_timeout_s=0.5, retries=0), USER, GenerationParams()
+        ).run()
+    assert time.monotonic() - start < 5
+
+
+def test_nothing_listening_fails_fast(fake: FakeOpenAI) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = RemoteBackend(Endpoint(f"http://127.0.0.1:{port}", "m"), retries=1)
+    start = time.monotonic()
+    with pytest.raises(RemoteError, match="cannot connect"):
+        ReplyStream(backend, USER, GenerationParams()).run()
+    assert time.monotonic() - start < 10
+
+
+def test_cancel_closes_the_stream_at_once(fake: FakeOpenAI) -> None:
+    fake.mode = "slow"
+    fake.reply = ["word "] * 50
+    cancel = CancelToken()
+    stream = ReplyStream(backend_for(fake), USER, GenerationParams(), cancel)
+    threading.Timer(0.8, cancel.cancel).start()
+    start = time.monotonic()
+    result = stream.run()
+    assert time.monotonic() - start < 2
+    assert result.finish_reason == "cancelled"
+    assert 0 < result.raw_text.count("word") < 50
+
+
+def test_model_listing(fake: FakeOpenAI) -> None:
+    fake.models = ["b-model", "a-model"]
+    backend = RemoteBackend(Endpoint(fake.url))
+    assert backend.list_models() == ["a-model", "b-model"]
+    assert backend.resolve_model_name() == "a-model"
+
+
+def test_cli_errors_are_one_line(fake: FakeOpenAI) -> None:
+    fake.mode = "401"
+    proc = subprocess.run(
+        cli(
+            "ask", "--endpoint", fake.url, "-m", "fake-reflection", "hi", "--api-key-env", "MY_KEY"
+        ),
+        capture_output=True,
+        text=True,
+        env=run_env(MY_KEY="sk-xyz"),
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "MY_KEY" in proc.stderr
+    assert "sk-xyz" not in proc.stderr
+    proc = subprocess.run(
+        cli("ask", "--endpoint", "nonsense", "hi"), capture_output=True, text=True, env=run_env()
+    )
+    assert proc.returncode == 2 and "neither a URL" in proc.stderr
+
+
+# -- a real server: llama-cpp-python's own OpenAI-compatible server on the demo model ------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def real_server() -> Iterator[str]:
+    model = embedded_model_path()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "smollm2-served",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("llama_cpp.server did not start")
+    try:
+        RemoteBackend(Endpoint(url)).list_models()  # wait until it answers HTTP
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_real_server_ask_and_history(real_server: str, isolated_home: Path) -> None:
+    env = run_env(REFLECTCHAT_HOME=str(isolated_home))
+    first = subprocess.run(
+        cli("ask", "--endpoint", real_server, "Name a fruit.", "--max-tokens", "16", "--json"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["model"] == "smollm2-served" and data["answer"]
+    second = subprocess.run(
+        cli(
+            "ask",
+            "--endpoint",
+            real_server,
+            "-c",
+            "And a vegetable?",
+            "--max-tokens",
+            "16",
+            "--json",
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["conversation_id"] == data["conversation_id"]
+    shown = subprocess.run(
+        cli("history", "export", str(data["conversation_id"]), "--format", "json"),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    messages = json.loads(shown.stdout)["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_real_server_multi_turn_sends_answers_only(real_server: str) -> None:
+    backend = RemoteBackend(Endpoint(real_server))
+    session = ChatSession(
+        backend, GenerationParams(max_tokens=12, seed=1), system_prompt="Be brief."
+    )
+    first = session.send("Say one word.").run()
+    second = session.send("Another one.").run()
+    assert first.finish_reason in ("stop", "length") and second.parsed.answer
+    assert session.last_plan.messages[2] == Message("assistant", first.parsed.answer)
+
+
+def test_real_server_cancel(real_server: str) -> None:
+    backend = RemoteBackend(Endpoint(real_server))
+    cancel = CancelToken()
+    stream = ReplyStream(
+        backend,
+        [Message("user", "Tell a long story.")],
+        GenerationParams(max_tokens=400, seed=2),
+        cancel,
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            cancel.cancel()
+    assert stream.result.finish_reason == "cancelled"
+    assert stream.result.raw_text
+    # the server is still fine afterwards
+    again = ReplyStream(backend, USER, GenerationParams(max_tokens=4)).run()
+    assert again.finish_reason in ("stop", "length")
