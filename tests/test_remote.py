@@ -74,7 +74,7 @@ def test_401_names_the_variable_and_never_the_key(fake: FakeOpenAI, monkeypatch)
 
 def test_404_says_model_or_path(fake: FakeOpenAI) -> None:
     endpoint = Endpoint(fake.url, "no-such-model")
-    with pytest.raises(RemoteError, match="404.*model 'no-such-model' or the path"):
+    with pytest.raises(RemoteError, match=r"404.*model 'no-such-model' or the path"):
         ReplyStream(RemoteBackend(endpoint), USER, GenerationParams()).run()
 
 

@@ -7,6 +7,7 @@ event, then `Delta`s of decoded text, then exactly one `Finished`. Everything ab
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -86,10 +87,8 @@ class CancelToken:
         with self._lock:
             callbacks = list(self._callbacks)
         for callback in callbacks:  # e.g. close a network stream blocked in a read
-            try:
+            with contextlib.suppress(Exception):
                 callback()
-            except Exception:
-                pass
 
     def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
         """Run `callback` when cancelled (at once if already); returns a function to unhook."""
