@@ -248,7 +248,8 @@ def _cached_model(repo: str, quant: str | None, files: tuple[str, ...]) -> Path 
         paths = [cached.get(f) for f in files]
         return paths[0] if all(p is not None for p in paths) else None
     candidates = sorted(
-        (name, path) for name, path in cached.items()
+        (name, path)
+        for name, path in cached.items()
         if name.lower().endswith(".gguf") and quant and quant_matches(name, quant)
     )
     for _, path in candidates:
