@@ -229,3 +229,15 @@ def test_ctrl_c_keeps_what_was_streamed_and_exits_130() -> None:
     assert "Thinking" in text
     assert "cancelled" in text
     assert "Traceback" not in text
+
+
+def test_rpc_servers_need_an_rpc_build() -> None:
+    import llama_cpp
+
+    embedded_model_path()
+    proc = run("ask", "hi", "--rpc", "127.0.0.1:9", "--max-tokens", "2")
+    assert proc.returncode == 2
+    if llama_cpp.llama_supports_rpc():
+        assert_one_line_error(proc, 2, "RPC server 127.0.0.1:9")
+    else:
+        assert_one_line_error(proc, 2, "-DGGML_RPC=on")

@@ -78,6 +78,7 @@ def load_backend(args: argparse.Namespace, model: ResolvedModel) -> Any:
         gpu_layers=args.gpu_layers,
         seed=args.seed,
         force=args.force,
+        rpc_servers=tuple(s.strip() for s in (args.rpc or "").split(",") if s.strip()),
     )
     try:
         return LlamaBackend(model, options)

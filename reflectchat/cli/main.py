@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         "model; -m then names the server's model",
     )
     ask.add_argument(
+        "--rpc",
+        metavar="HOST:PORT,…",
+        help="spread the model's layers over llama.cpp rpc-server machines (needs a "
+        "-DGGML_RPC=on build)",
+    )
+    ask.add_argument(
         "--api-key-env",
         metavar="VAR",
         help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)",

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from reflectchat.core.engine import (
@@ -62,6 +63,8 @@ class LoadOptions:
     # abort the load. A 70B model takes a while; the UI shows this.
     progress: Callable[[float], bool | None] | None = None
     force: bool = False  # load even when the fit check says it won't fit
+    # llama.cpp `rpc-server` endpoints ("host:port") to spread the model's layers over.
+    rpc_servers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ class LlamaBackend:
         self.gpu_layers = self.fit.gpu_layers
 
         LLAMA_LOG.install()
+        if options.rpc_servers:
+            register_rpc_servers(options.rpc_servers)
         from llama_cpp import Llama
 
         kwargs: dict[str, Any] = {
@@ -219,7 +224,8 @@ class LlamaBackend:
         else:
             layers = resolve_gpu_layers(options.gpu_layers) if gpus else 0
         report = plan_fit(estimate, gpu_layers=layers, gpus=gpus, ram_available=available_ram())
-        if not report.fits and not options.force:
+        # With RPC servers the layers go to other machines, whose memory we can't see.
+        if not report.fits and not options.force and not options.rpc_servers:
             raise ModelTooBigError(too_big_message(self.model.path.name, report, self.model.entry))
         return report
 
@@ -433,6 +439,48 @@ def accelerator_name() -> str:
         if sep and name.strip() and name.strip() != "CPU":
             return name.strip()
     return "CPU"
+
+
+_RPC_REGISTERED: set[str] = set()
+
+
+def register_rpc_servers(servers: tuple[str, ...]) -> None:
+    """Make llama.cpp `rpc-server`s available as devices, as llama.cpp's own `--rpc` does:
+    ggml's RPC backend creates a device per server, registered globally, and a model loaded
+    afterwards spreads its layers over every registered device. llama-cpp-python has no
+    parameter for it, so the ggml functions are called through ctypes."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_rpc():
+        raise ModelLoadError(
+            "this llama-cpp-python was built without RPC support; rebuild it with "
+            'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
+            "llama-cpp-python"
+        )
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    candidates = sorted(lib_dir.glob("libggml.*")) + sorted(lib_dir.glob("ggml.dll"))
+    if not candidates:
+        raise ModelLoadError(f"cannot find ggml's library in {lib_dir} to register RPC servers")
+    ggml = ctypes.CDLL(str(candidates[0]))
+    ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+    ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    ggml.ggml_backend_register.argtypes = [ctypes.c_void_p]
+    rpc = ggml.ggml_backend_reg_by_name(b"RPC")
+    address = rpc and ggml.ggml_backend_reg_get_proc_address(rpc, b"ggml_backend_rpc_add_server")
+    if not address:
+        raise ModelLoadError("this llama.cpp's RPC backend has no ggml_backend_rpc_add_server; "
+                             "upgrade llama-cpp-python")
+    add_server = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(address)
+    for server in servers:
+        if server in _RPC_REGISTERED:
+            continue
+        reg = add_server(server.encode())
+        if not reg:
+            raise ModelLoadError(f"cannot reach the RPC server {server}; is rpc-server running?")
+        ggml.ggml_backend_register(reg)
+        _RPC_REGISTERED.add(server)
 
 
 @contextmanager
