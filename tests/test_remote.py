@@ -64,6 +64,28 @@ def test_request_carries_params_key_and_headers(fake: FakeOpenAI, monkeypatch) -
     assert headers["x-team"] == "blue"
 
 
+def test_endpoint_profile_from_the_config(fake: FakeOpenAI, isolated_home: Path) -> None:
+    config = isolated_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        f'endpoint = "team"\n[endpoints.team]\nurl = "{fake.url}"\n'
+        'model = "fake-reflection"\napi_key_env = "TEAM_KEY"\n'
+        'headers = { X-Team = "blue" }\nextra_body = { skip_special_tokens = false }\n'
+    )
+    proc = subprocess.run(
+        cli("ask", "hi", "--json", "--no-save"),
+        capture_output=True,
+        text=True,
+        env=run_env(REFLECTCHAT_HOME=str(isolated_home), TEAM_KEY="k1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["answer"] == "Hello there."
+    request = fake.requests[-1]
+    assert request["body"]["skip_special_tokens"] is False
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["x-team"] == "blue" and headers["authorization"] == "Bearer k1"
+
+
 def test_401_names_the_variable_and_never_the_key(fake: FakeOpenAI, monkeypatch) -> None:
     fake.mode = "401"
     monkeypatch.setenv("FAKE_KEY", "sk-secret-123")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from collections.abc import Iterator
@@ -243,6 +244,7 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
             api_key_env=p.get("api_key_env"),
             headers=p.get("headers", {}),
             name=args.endpoint,
+            extra_body=p.get("extra_body", {}),
         )
     if "://" not in args.endpoint:
         known = ", ".join(profiles) or "none configured"
@@ -261,13 +263,7 @@ def _remote_backend(
 
     endpoint = endpoint_from(args)
     if endpoint.model is None and stored is not None and stored.summary.model:
-        endpoint = Endpoint(
-            endpoint.url,
-            stored.summary.model,
-            endpoint.api_key_env,
-            endpoint.headers,
-            endpoint.name,
-        )
+        endpoint = dataclasses.replace(endpoint, model=stored.summary.model)
     backend = RemoteBackend(endpoint)
     try:
         name = backend.resolve_model_name()

@@ -113,7 +113,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "theme": (_text, "the chat app's theme"),
     "endpoint": (_text, "default remote engine: a URL or the name of an [endpoints.NAME] table"),
 }
-ENDPOINT_KEYS = {"url", "model", "api_key_env", "headers"}
+ENDPOINT_KEYS = {"url", "model", "api_key_env", "headers", "extra_body"}
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,8 @@ def _endpoints(value: object, text: str, path: Path) -> dict[str, dict[str, Any]
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise ConfigError(f"{here}: 'headers' must be a table of strings")
+        if not isinstance(table.get("extra_body", {}), dict):
+            raise ConfigError(f"{here}: 'extra_body' must be a table")
         profiles[name] = dict(table, headers=dict(headers))
     return profiles
 

@@ -43,6 +43,9 @@ class Endpoint:
     api_key_env: str | None = None  # the variable holding the key, never the key itself
     headers: dict[str, str] = field(default_factory=dict)
     name: str | None = None  # a profile name from the config
+    # Extra request fields a server understands, e.g. vLLM's {"skip_special_tokens": false}:
+    # without it vLLM drops Reflection 70B's tags, which are special tokens.
+    extra_body: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -115,6 +118,8 @@ class RemoteBackend:
         }
         if params.seed is not None:
             request["seed"] = params.seed
+        if self.endpoint.extra_body:
+            request["extra_body"] = dict(self.endpoint.extra_body)
         try:
             response = self._client.chat.completions.create(**request)
         except self._openai.OpenAIError as exc:
