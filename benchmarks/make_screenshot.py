@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from reflectchat.cli.render import TerminalRenderer
+from reflectchat.cli.render import footer, render_parsed
 from reflectchat.core.engine import GenerationParams, Message
 from reflectchat.core.llama_backend import LlamaBackend, LoadOptions
 from reflectchat.core.models import resolve_model
@@ -32,11 +32,11 @@ def main() -> None:
     messages = [Message("system", REFLECTION_SYSTEM_PROMPT), Message("user", args.prompt)]
     console = Console(record=True, width=90, force_terminal=True, highlight=False, markup=False)
     console.print(Text(f'$ reflectchat ask "{args.prompt}"', style="bold"))
-    renderer = TerminalRenderer(console)
-    stream = ReplyStream(backend, messages, GenerationParams(seed=args.seed, strict_format=strict))
-    for event in stream:
-        renderer.handle(event)
-    renderer.finish(stream.result)
+    # The finished screen, rendered whole: a recording console would keep every intermediate
+    # frame of the live answer region, which a real terminal overwrites.
+    result = ReplyStream(backend, messages, GenerationParams(seed=args.seed, strict_format=strict)).run()
+    render_parsed(console, result.parsed, show_reasoning=True)
+    console.print(footer(result))
     console.save_svg(str(args.out), title="reflectchat ask")
 
 
