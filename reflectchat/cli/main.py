@@ -16,6 +16,7 @@ from reflectchat.cli.chat_cmd import add_chat_parser
 from reflectchat.cli.config_cmd import add_config_parser
 from reflectchat.cli.errors import CliError, report_error
 from reflectchat.cli.history import add_history_parser
+from reflectchat.cli.models import add_models_parser
 from reflectchat.cli.tools import add_tool_parsers
 
 EXIT_OK = 0
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     add_history_parser(commands, _Parser)
+    add_models_parser(commands, _Parser)
     add_config_parser(commands, _Parser)
     add_tool_parsers(commands)
 
@@ -203,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reflectchat.cli.ask import run_ask
 
             return run_ask(args)
+        if args.command == "models":
+            from reflectchat.cli.models import run_models
+
+            return run_models(args)
         if args.command == "config":
             from reflectchat.cli.config_cmd import run_config
 
