@@ -28,3 +28,19 @@ def run_env(**extra: str) -> dict[str, str]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "reflectchat", *args]
+
+
+SYNTH = REPO.parent / "shared" / "tools" / "synth_gguf.py"
+
+
+@pytest.fixture(scope="session")
+def synth_70b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 70B-shaped Q4_K_M GGUF: 42.5 GB apparent size, a few MB on disk (sparse), zeros."""
+    import subprocess
+
+    if not SYNTH.is_file():
+        pytest.skip("shared/tools/synth_gguf.py is not here")
+    path = tmp_path_factory.mktemp("synth") / "Reflection-Llama-3.1-70B-Q4_K_M.gguf"
+    subprocess.run([sys.executable, str(SYNTH), str(path), "--shape", "70b"], check=True,
+                   capture_output=True)
+    return path

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from reflectchat.core.fit import (
     GB,
@@ -21,19 +18,6 @@ from reflectchat.core.machine import GpuDevice
 from reflectchat.core.models import load_catalog
 from tests.conftest import cli, run_env
 from tests.gguf_fixtures import embedded_model_path
-
-SYNTH = Path(__file__).resolve().parents[2] / "shared" / "tools" / "synth_gguf.py"
-
-
-@pytest.fixture(scope="module")
-def synth_70b(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SYNTH.is_file():
-        pytest.skip("shared/tools/synth_gguf.py is not here")
-    path = tmp_path_factory.mktemp("synth") / "Reflection-Llama-3.1-70B-Q4_K_M.gguf"
-    subprocess.run(
-        [sys.executable, str(SYNTH), str(path), "--shape", "70b"], check=True, capture_output=True
-    )
-    return path
 
 
 def test_estimate_for_the_demo_model() -> None:

@@ -10,7 +10,6 @@ from reflectchat.core.config import load_config
 from tests.conftest import cli, run_env
 from tests.fake_openai import fake_openai
 from tests.gguf_fixtures import embedded_model_path, write_reflection_token_gguf
-from tests.test_fit import synth_70b  # noqa: F401  (the shared 70B-shaped fixture)
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess:
