@@ -193,7 +193,7 @@ class LlamaBackend:
             kwargs["seed"] = options.seed
         self.threads = threads
         try:
-            with _load_progress(options.progress):
+            with _model_params(options.progress, extra_buffers=extra_buffers_allowed()):
                 self.llm = Llama(**kwargs)
         except Exception as exc:  # llama.cpp reports every failure as a bare ValueError
             reason = (LLAMA_LOG.reason() or str(exc)).rstrip(".")
@@ -470,8 +470,10 @@ def register_rpc_servers(servers: tuple[str, ...]) -> None:
     rpc = ggml.ggml_backend_reg_by_name(b"RPC")
     address = rpc and ggml.ggml_backend_reg_get_proc_address(rpc, b"ggml_backend_rpc_add_server")
     if not address:
-        raise ModelLoadError("this llama.cpp's RPC backend has no ggml_backend_rpc_add_server; "
-                             "upgrade llama-cpp-python")
+        raise ModelLoadError(
+            "this llama.cpp's RPC backend has no ggml_backend_rpc_add_server; "
+            "upgrade llama-cpp-python"
+        )
     add_server = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(address)
     for server in servers:
         if server in _RPC_REGISTERED:
@@ -483,32 +485,57 @@ def register_rpc_servers(servers: tuple[str, ...]) -> None:
         _RPC_REGISTERED.add(server)
 
 
+def amx_build() -> bool:
+    """Whether this llama.cpp was compiled with its AMX kernels (Intel Xeon 4th gen and later)."""
+    import llama_cpp
+
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+
+
+def extra_buffers_allowed() -> bool:
+    """llama.cpp's AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat on any multi-token
+    batch) on Xeon VMs that advertise AMX — a native build on such a machine would take the
+    whole process down on the first prompt. They are reached only through the "extra" weight
+    buffer types, so a build with AMX loads without them (measured here: the same speed as a
+    build without AMX). REFLECTCHAT_AMX=1 opts back in where AMX is known to work."""
+    if os.environ.get("REFLECTCHAT_AMX", "").strip() in ("1", "true", "yes", "on"):
+        return True
+    return not amx_build()
+
+
 @contextmanager
-def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[None]:
-    """Hand llama.cpp a load-progress callback. llama-cpp-python's `Llama` has no parameter for
-    it, so the model-params factory it calls is wrapped for the duration of the load."""
-    if progress is None:
+def _model_params(
+    progress: Callable[[float], bool | None] | None, *, extra_buffers: bool
+) -> Iterator[None]:
+    """Set model parameters that llama-cpp-python's `Llama` has no argument for (a load-progress
+    callback, extra buffer types) by wrapping the params factory it calls, for this load only."""
+    if progress is None and extra_buffers:
         yield
         return
     import llama_cpp.llama as llama_module
 
     raw = llama_module.llama_cpp
+    callback = None
+    if progress is not None:
 
-    @raw.llama_progress_callback
-    def callback(value: float, user_data: ctypes.c_void_p) -> bool:
-        try:
-            return progress(float(value)) is not False
-        except Exception:  # never let a UI error abort or crash the load
-            return True
+        @raw.llama_progress_callback
+        def callback(value: float, user_data: ctypes.c_void_p) -> bool:
+            try:
+                return progress(float(value)) is not False
+            except Exception:  # never let a UI error abort or crash the load
+                return True
 
     original = raw.llama_model_default_params
 
-    def with_progress() -> Any:
+    def patched() -> Any:
         params = original()
-        params.progress_callback = callback
+        if callback is not None:
+            params.progress_callback = callback
+        if not extra_buffers:
+            params.use_extra_bufts = False
         return params
 
-    raw.llama_model_default_params = with_progress
+    raw.llama_model_default_params = patched
     try:
         yield
     finally:
