@@ -154,3 +154,28 @@ def test_unknown_file_model_has_no_catalog_entry(tmp_path) -> None:
     copy.symlink_to(embedded_model_path())
     model = resolve_model(str(copy))
     assert isinstance(model, ResolvedModel) and model.entry is None
+
+
+def test_loads_and_generates_without_extra_buffer_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The path taken on llama.cpp builds with AMX kernels (they crash on some Xeon VMs).
+    import reflectchat.core.llama_backend as lb
+
+    monkeypatch.setattr(lb, "extra_buffers_allowed", lambda: False)
+    seen: list[float] = []
+    plain = LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=512, progress=seen.append))
+    events, text = collect(plain, GenerationParams(seed=1, max_tokens=8))
+    assert events[-1].stats.completion_tokens == 8 and text
+    assert seen and seen[-1] == 1.0  # the load-progress callback ran too
+
+
+def test_extra_buffers_follow_the_build_and_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reflectchat.core.llama_backend as lb
+
+    monkeypatch.setattr(lb, "amx_build", lambda: True)
+    monkeypatch.delenv("REFLECTCHAT_AMX", raising=False)
+    assert lb.extra_buffers_allowed() is False
+    monkeypatch.setenv("REFLECTCHAT_AMX", "1")
+    assert lb.extra_buffers_allowed() is True
+    monkeypatch.setattr(lb, "amx_build", lambda: False)
+    monkeypatch.delenv("REFLECTCHAT_AMX")
+    assert lb.extra_buffers_allowed() is True

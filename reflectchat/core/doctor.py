@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any
@@ -74,10 +75,12 @@ def diagnose() -> dict[str, Any]:
         )
     elif apple_silicon() and not offload:
         advice.append(f"Apple Silicon without Metal in the build; rebuild: {METAL_REINSTALL}")
-    if "AMX_INT8" in build.get("cpu_features", []):
+    if "AMX_INT8" in build.get("cpu_features", []) and not os.environ.get("REFLECTCHAT_AMX"):
         advice.append(
-            "this build uses AMX kernels, which crash on some Xeon VMs "
-            f"(SIGSEGV in ggml_backend_amx_mul_mat); if that happens: {NOAMX_REINSTALL}"
+            "this llama.cpp build has AMX kernels, which crash on some Xeon VMs (SIGSEGV in "
+            "ggml_backend_amx_mul_mat), so reflectchat loads models without llama.cpp's extra "
+            "buffer types — safe, but decoding is up to ~2.5x slower. For full speed rebuild "
+            f"without AMX: {NOAMX_REINSTALL} — or set REFLECTCHAT_AMX=1 if AMX works here"
         )
     fits = []
     room_ram = ram_free or 0
