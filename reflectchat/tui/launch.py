@@ -1,0 +1,55 @@
+"""`reflectchat chat` (and `reflectchat` with no arguments): flags in, the app running."""
+
+from __future__ import annotations
+
+import argparse
+
+from reflectchat.core.store import Store
+from reflectchat.tui.app import ChatApp
+from reflectchat.tui.loading import ChatOptions, llama_factory
+
+
+def options_from_args(args: argparse.Namespace) -> ChatOptions:
+    load = {
+        "n_ctx": getattr(args, "ctx", None),
+        "n_threads": getattr(args, "threads", None),
+        "gpu_layers": getattr(args, "gpu_layers", None) or "auto",
+        "seed": getattr(args, "seed", None),
+    }
+    return ChatOptions(
+        model=getattr(args, "model", None),
+        system=getattr(args, "system", None),
+        no_system=bool(getattr(args, "no_system", False)),
+        temperature=getattr(args, "temperature", None),
+        top_p=getattr(args, "top_p", None),
+        seed=getattr(args, "seed", None),
+        max_tokens=getattr(args, "max_tokens", None) or 1024,
+        strict_format=getattr(args, "strict_format", None),
+        keep_reasoning=bool(getattr(args, "keep_reasoning", False)),
+        conversation_id=getattr(args, "conversation", None),
+        continue_last=bool(getattr(args, "continue_last", False)),
+        keep_thinking_open=bool(getattr(args, "keep_thinking_open", False)),
+        show_reasoning=getattr(args, "reasoning", None) != "hide",
+        load=load,
+    )
+
+
+def run_chat(
+    args: argparse.Namespace,
+    *,
+    theme: str | None = None,
+    store: Store | None = None,
+    store_error: str | None = None,
+) -> int:
+    """Run the app until the user quits. The caller owns (and closes) the store."""
+    options = options_from_args(args)
+    app = ChatApp(
+        backend_factory=llama_factory(options.load),
+        options=options,
+        store=store,
+        store_error=store_error,
+    )
+    if theme:
+        app.initial_theme = theme
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,103 @@
+"""Between the generation thread and the UI: a buffer of section events and a token meter.
+
+The worker thread iterates the `ReplyStream` and only ever appends to an `EventBuffer`; it never
+waits for the UI, so a busy screen cannot slow the model down. The UI drains the buffer on a
+timer (at most `FRAME_RATE` times a second), so a burst of tokens becomes one update.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+from reflectchat.core.engine import Backend, CancelToken, Delta, GenerationParams, Message
+from reflectchat.core.engine import StreamEvent as BackendEvent
+from reflectchat.core.sections import SectionEvent
+
+FRAME_RATE = 20.0
+"""UI updates per second while a reply streams (the brief allows ~30; 20 looks as fluid and
+costs a third less CPU)."""
+
+
+class EventBuffer:
+    """Section events handed from the generation thread to the UI thread."""
+
+    __slots__ = ("_events", "_lock")
+
+    def __init__(self) -> None:
+        self._events: list[SectionEvent] = []
+        self._lock = threading.Lock()
+
+    def append(self, event: SectionEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def drain(self) -> list[SectionEvent]:
+        """Everything appended since the last drain, in order."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+def merge_text(events: list[SectionEvent]) -> list[tuple[str, str, str, bool]]:
+    """Collapse runs of text events of one kind into one item: (type, kind, text, complete).
+
+    A batch of hundreds of one-token events becomes a handful of appends."""
+    out: list[tuple[str, str, str, bool]] = []
+    parts: list[str] = []
+    kind = ""
+    for event in events:
+        if event.type == "text":
+            if parts and event.kind != kind:
+                out.append(("text", kind, "".join(parts), True))
+                parts = []
+            kind = event.kind
+            parts.append(event.text)
+            continue
+        if parts:
+            out.append(("text", kind, "".join(parts), True))
+            parts = []
+        out.append((event.type, event.kind, "", event.complete))
+    if parts:
+        out.append(("text", kind, "".join(parts), True))
+    return out
+
+
+class MeteredBackend:
+    """Wraps a backend to count the tokens (text deltas) of the reply being written, so the
+    status line can show a live tokens/s. Everything else is the wrapped backend's."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.tokens = 0
+        self.first_token_at = 0.0
+
+    def __getattr__(self, name: str) -> Any:  # n_ctx, count_prompt_tokens, describe, …
+        return getattr(self.inner, name)
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def stream(
+        self, messages: list[Message], params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[BackendEvent]:
+        self.tokens = 0
+        self.first_token_at = 0.0
+        with closing(self.inner.stream(messages, params, cancel)) as events:  # type: ignore[arg-type]
+            for event in events:
+                if type(event) is Delta:
+                    if not self.tokens:
+                        self.first_token_at = time.perf_counter()
+                    self.tokens += 1
+                yield event
+
+    def live_rate(self) -> float:
+        """Tokens per second since the first token (0 until there are two)."""
+        if self.tokens < 2 or not self.first_token_at:
+            return 0.0
+        elapsed = time.perf_counter() - self.first_token_at
+        return (self.tokens - 1) / elapsed if elapsed > 0 else 0.0
