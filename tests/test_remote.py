@@ -190,22 +190,30 @@ def _free_port() -> int:
 def real_server() -> Iterator[str]:
     model = embedded_model_path()
     port = _free_port()
+    args = [
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--model_alias",
+        "smollm2-served",
+    ]
+    # The real server, run with the model parameters reflectchat itself loads with (on llama.cpp
+    # builds with AMX kernels, which crash on some Xeon VMs, that means no extra buffer types).
+    code = (
+        "import runpy, sys\n"
+        "from reflectchat.core.llama_backend import extra_buffers_allowed, model_params\n"
+        f"sys.argv = ['llama_cpp.server', *{args!r}]\n"
+        "with model_params(None, extra_buffers=extra_buffers_allowed()):\n"
+        "    runpy.run_module('llama_cpp.server', run_name='__main__')\n"
+    )
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            "smollm2-served",
-        ],
+        [sys.executable, "-c", code],
+        env=run_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

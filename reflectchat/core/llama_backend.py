@@ -193,7 +193,7 @@ class LlamaBackend:
             kwargs["seed"] = options.seed
         self.threads = threads
         try:
-            with _model_params(options.progress, extra_buffers=extra_buffers_allowed()):
+            with model_params(options.progress, extra_buffers=extra_buffers_allowed()):
                 self.llm = Llama(**kwargs)
         except Exception as exc:  # llama.cpp reports every failure as a bare ValueError
             reason = (LLAMA_LOG.reason() or str(exc)).rstrip(".")
@@ -504,7 +504,7 @@ def extra_buffers_allowed() -> bool:
 
 
 @contextmanager
-def _model_params(
+def model_params(
     progress: Callable[[float], bool | None] | None, *, extra_buffers: bool
 ) -> Iterator[None]:
     """Set model parameters that llama-cpp-python's `Llama` has no argument for (a load-progress
