@@ -11,7 +11,8 @@
    a share of one core. The scripted backend itself costs next to nothing, so this is the app's
    own cost. Target: < 25%. Measured twice: headless (Textual's test driver: layout and
    rendering, no terminal output) and in a real pseudo-terminal (the normal driver, escape
-   codes written to a pty that the benchmark reads and discards) — the honest figure.
+   codes written to a pty that the benchmark reads and discards) — the honest figure. And once
+   more deep into a long reply (5,000 tokens already on screen), where layout passes cost more.
 
 Medians over --runs runs. Usage: python benchmarks/bench_tui.py [--runs 3] [--json]
 """
@@ -105,6 +106,52 @@ def _pty_child(tokens: int, rate: float, out: str) -> None:
     Measured(backend=backend, options=ChatOptions(max_tokens=tokens + 10), store=None).run()
 
 
+class PacedAfter(ScriptedBackend):
+    """Emits the first `fast` chunks at once, the rest at `rate` per second, and notes the
+    process's CPU and wall clocks 2 s into the paced part (once the UI has drawn the rest)."""
+
+    def __init__(self, chunks: list[str], fast: int, rate: float) -> None:
+        super().__init__([chunks])
+        self.fast, self.rate = fast, rate
+        self.mark: tuple[float, float] | None = None
+
+    def stream(self, messages, params, cancel=None):  # type: ignore[no-untyped-def]
+        n = 0
+        for event in super().stream(messages, params, cancel):
+            if type(event).__name__ == "Delta":
+                n += 1
+                if n > self.fast:
+                    time.sleep(1 / self.rate)
+                if n == self.fast + int(2 * self.rate):  # the UI has caught up by now
+                    self.mark = (time.perf_counter(), time.process_time())
+            yield event
+
+
+async def _cpu_late(fast: int, seconds: float, rate: float) -> float:
+    total = fast + int((seconds + 2) * rate)
+    backend = PacedAfter(long_transcript(total), fast, rate)
+    options = ChatOptions(max_tokens=total + 10)
+    app = ChatApp(backend=backend, options=options, store=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.send("benchmark")
+        while app.generating:
+            await asyncio.sleep(0.01)
+        assert backend.mark is not None
+        wall = time.perf_counter() - backend.mark[0]
+        cpu = time.process_time() - backend.mark[1]
+    return 100 * cpu / wall
+
+
+def cpu_late_in_a_long_reply(fast: int, seconds: float, rate: float, runs: int) -> dict[str, float]:
+    shares = [asyncio.run(_cpu_late(fast, seconds, rate)) for _ in range(runs)]
+    return {
+        "tokens": int(seconds * rate),
+        "after": fast,
+        "cpu_percent_of_one_core": statistics.median(shares),
+    }
+
+
 def cpu_in_a_pty(seconds: float, rate: float, runs: int) -> dict[str, float]:
     import fcntl
     import pty
@@ -166,7 +213,15 @@ def main() -> None:
     ratio = large["wall_s"] / small["wall_s"]
     cpu = cpu_at_model_pace(args.cpu_seconds, 30.0, args.runs)
     cpu_pty = cpu_in_a_pty(args.cpu_seconds, 30.0, args.runs)
-    results = {"small": small, "large": large, "ratio": ratio, "cpu": cpu, "cpu_pty": cpu_pty}
+    cpu_late = cpu_late_in_a_long_reply(5_000, args.cpu_seconds, 30.0, args.runs)
+    results = {
+        "small": small,
+        "large": large,
+        "ratio": ratio,
+        "cpu": cpu,
+        "cpu_pty": cpu_pty,
+        "cpu_late": cpu_late,
+    }
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -176,6 +231,11 @@ def main() -> None:
         ("20k time / 5k time", f"{ratio:.2f}x", "<= 4.5x (4x is linear)"),
         (f"CPU at 30 tok/s, headless ({cpu['tokens']} tokens)", _share(cpu), "< 25%"),
         (f"CPU at 30 tok/s, real terminal ({cpu_pty['tokens']} tokens)", _share(cpu_pty), "< 25%"),
+        (
+            f"CPU at 30 tok/s, headless, after {cpu_late['after']:,} tokens already shown",
+            _share(cpu_late),
+            "(extra: a long reply)",
+        ),
     ]
     print(
         f"reflectchat chat, {SIZE[0]}x{SIZE[1]}; {os.cpu_count()} CPUs;"

@@ -173,6 +173,41 @@ def test_escape_stops_the_reply_and_keeps_the_partial_text() -> None:
     assert stored.finish_reason == "cancelled" and stored.content
 
 
+def test_ctrl_c_stops_too_and_scrolling_up_stops_following() -> None:
+    options = ChatOptions(keep_thinking_open=True)
+    backend = scripted(STRAWBERRY_REPLY * 20, delay_s=0.002)
+    app = ChatApp(backend=backend, store=None, options=options)
+
+    async def body(app: ChatApp, pilot: Any) -> None:
+        app.prompt_input.load_text("Go on")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat.max_scroll_y > 5)
+        app.chat.scroll_home(animate=False)  # the user scrolls up to read
+        await pilot.pause(0.2)
+        assert app.chat.scroll_y == 0 < app.chat.max_scroll_y  # not dragged back down
+        await pilot.press("ctrl+c")
+        await wait_for_reply(app, pilot)
+        assert replies(app)[-1].result.finish_reason == "cancelled"  # type: ignore[union-attr]
+        assert app.is_running  # Ctrl+C stopped the reply, not the app
+
+    drive(app, body)
+
+
+def test_ctrl_d_in_an_empty_prompt_quits() -> None:
+    app = ChatApp(backend=scripted("x"), store=None)
+
+    async def body(app: ChatApp, pilot: Any) -> None:
+        await pilot.press("a", "ctrl+d")  # not empty: Ctrl+D edits
+        await pilot.pause()
+        assert app.is_running
+        app.prompt_input.load_text("")
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        assert not app.is_running
+
+    drive(app, body)
+
+
 def test_ctrl_t_toggles_all_thinking_panels() -> None:
     app = ChatApp(backend=scripted(STRAWBERRY_REPLY), store=None)
 

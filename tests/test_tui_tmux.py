@@ -55,7 +55,7 @@ def test_chat_in_a_real_terminal_under_tmux(tmp_path: Path) -> None:
     def screen() -> str:
         return tmux_run("capture-pane", "-p", "-t", "chat")
 
-    def wait_for(check: Callable[[str], bool], what: str, timeout: float = 90.0) -> str:
+    def wait_for(check: Callable[[str], bool], what: str, timeout: float = 180.0) -> str:
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:

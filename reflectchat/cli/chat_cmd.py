@@ -66,6 +66,9 @@ def add_chat_parser(commands: Any, parser_class: type, types: dict[str, Any]) ->
         default=None,
         help="send earlier replies back whole, thinking included (default: answers only)",
     )
+    chat.add_argument(
+        "--force", action="store_true", help="load the model even if it looks too big to fit"
+    )
     chat.add_argument("--no-save", action="store_true", help="don't save this chat")
 
 

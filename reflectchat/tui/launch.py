@@ -16,6 +16,8 @@ def options_from_args(args: argparse.Namespace) -> ChatOptions:
         "gpu_layers": getattr(args, "gpu_layers", None) or "auto",
         "seed": getattr(args, "seed", None),
     }
+    if getattr(args, "force", False):
+        load["force"] = True  # load even when the fit check says it won't fit
     return ChatOptions(
         model=getattr(args, "model", None),
         system=getattr(args, "system", None),

@@ -104,4 +104,11 @@ def load_error_types() -> tuple[type[BaseException], ...]:
     from reflectchat.core.gguf_file import GGUFError
     from reflectchat.core.models import ModelNotFoundError
 
-    return (EngineError, GGUFError, ModelNotFoundError, *LOAD_ERRORS)
+    types: tuple[type[BaseException], ...] = (EngineError, GGUFError, ModelNotFoundError)
+    try:  # the fit check ("too big for this machine; use a smaller quant or --force")
+        from reflectchat.core.fit import ModelTooBigError
+    except ImportError:  # pragma: no cover - older core
+        pass
+    else:
+        types += (ModelTooBigError,)
+    return (*types, *LOAD_ERRORS)

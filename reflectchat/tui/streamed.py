@@ -23,9 +23,11 @@ import contextlib
 import re
 
 from markdown_it import MarkdownIt
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Markdown
 
@@ -144,9 +146,14 @@ class TailText(Widget):
         super().__init__()
         self._content = Content("")
         self._height = 0
+        self._width = 0  # of the content area; from Resize events (asking for `size` each
+        # frame would make the compositor rebuild its map of every widget on screen)
 
     def render(self) -> Content:
         return self._content
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._width = max(0, event.size.width - self.styles.gutter.width)
 
     def show(self, text: str) -> None:
         text = soften(text.strip("\n"))
@@ -158,9 +165,14 @@ class TailText(Widget):
             return
         if not self.display:
             self.display = True
-        width = self.content_size.width
+        width = self._width
         height = self._content.get_height(self.styles, width) if width else -1
-        self.refresh(layout=height != self._height)
+        if height == self._height and height > 0:
+            # Same size: repaint our own area only. (A plain refresh() asks for `size`, which
+            # after any scroll makes the compositor re-map every widget on screen.)
+            self.refresh(Region(0, 0, width, height))
+        else:
+            self.refresh(layout=True)
         self._height = height
 
 
