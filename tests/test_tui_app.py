@@ -622,3 +622,33 @@ def test_context_overflow_error_type_is_engine_error() -> None:
     from reflectchat.core.engine import EngineError
 
     assert issubclass(ContextOverflowError, EngineError)
+
+
+# -- a remote engine ----------------------------------------------------------------------
+
+
+def test_chat_with_a_remote_server_shows_reasoning_content_as_thinking() -> None:
+    from reflectchat.core.remote_backend import Endpoint
+    from reflectchat.tui.loading import ChatOptions, remote_factory
+    from tests.fake_openai import fake_openai
+
+    with fake_openai() as fake:
+        fake.mode = "reasoning"
+        fake.models = ["mattshumer/Reflection-Llama-3.1-70B"]
+        factory = remote_factory(Endpoint(fake.url))
+        options = ChatOptions(model="mattshumer/Reflection-Llama-3.1-70B")
+        app = ChatApp(backend_factory=factory, options=options, store=Store())
+
+        async def body(app: ChatApp, pilot: Any) -> None:
+            await wait_until(pilot, lambda: app.backend is not None)
+            reply = await ask(app, pilot, "Is 9.11 bigger than 9.9?")
+            assert reply.result is not None
+            assert reply.result.parsed.thinking == "Let me think."
+            assert reply.result.parsed.answer == "Hello there."
+            assert reply.thinking_title.startswith("Thinking")
+
+        drive(app, body)
+        sent = fake.requests[-1]["body"]
+        # the served Reflection model got its catalog system prompt, as a local one would
+        assert sent["messages"][0]["role"] == "system"
+        assert "<reflection>" in sent["messages"][0]["content"]

@@ -70,6 +70,12 @@ def add_chat_parser(commands: Any, parser_class: type, types: dict[str, Any]) ->
         "--force", action="store_true", help="load the model even if it looks too big to fit"
     )
     chat.add_argument("--no-save", action="store_true", help="don't save this chat")
+    chat.add_argument(
+        "--endpoint",
+        metavar="URL|NAME",
+        help="chat with a remote OpenAI-compatible server; -m names the server's model",
+    )
+    chat.add_argument("--api-key-env", metavar="VAR", help="the endpoint's API-key variable")
 
 
 def apply_config(args: argparse.Namespace) -> str | None:
@@ -83,7 +89,10 @@ def apply_config(args: argparse.Namespace) -> str | None:
         config = load_config()
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    args.model = config.get("model", args.model)
+    args.endpoint_profiles = config.endpoints
+    args.endpoint = config.get("endpoint", args.endpoint)
+    if args.endpoint is None:  # the configured default model is a local one
+        args.model = config.get("model", args.model)
     args.gpu_layers = config.get("gpu_layers", args.gpu_layers, "auto")
     args.ctx = config.get("context", args.ctx)
     args.threads = config.get("threads", args.threads)
@@ -97,6 +106,7 @@ def apply_config(args: argparse.Namespace) -> str | None:
 
 def run_chat(args: argparse.Namespace) -> int:
     theme = apply_config(args)
+    args.remote_endpoint = _remote_endpoint(args) if args.endpoint else None
     store, store_error = _open_history(args)
     try:
         from reflectchat.tui.launch import run_chat as run_app
@@ -105,6 +115,24 @@ def run_chat(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
+
+
+def _remote_endpoint(args: argparse.Namespace) -> Any:
+    """The endpoint, with the model to use named (the server's first, if none was given)."""
+    import dataclasses
+
+    from reflectchat.cli.ask import endpoint_from
+    from reflectchat.core.remote_backend import RemoteBackend, RemoteError
+
+    endpoint = endpoint_from(args)
+    if endpoint.model is None:
+        try:
+            name = RemoteBackend(endpoint, retries=1).resolve_model_name()
+        except RemoteError as exc:
+            raise CliError(str(exc)) from exc
+        endpoint = dataclasses.replace(endpoint, model=name)
+    args.model = endpoint.model
+    return endpoint
 
 
 def _open_history(args: argparse.Namespace) -> tuple[Any, str | None]:

@@ -6,7 +6,7 @@ import argparse
 
 from reflectchat.core.store import Store
 from reflectchat.tui.app import ChatApp
-from reflectchat.tui.loading import ChatOptions, llama_factory
+from reflectchat.tui.loading import ChatOptions, llama_factory, remote_factory
 
 
 def options_from_args(args: argparse.Namespace) -> ChatOptions:
@@ -45,8 +45,10 @@ def run_chat(
 ) -> int:
     """Run the app until the user quits. The caller owns (and closes) the store."""
     options = options_from_args(args)
+    endpoint = getattr(args, "remote_endpoint", None)
+    factory = remote_factory(endpoint) if endpoint else llama_factory(options.load)
     app = ChatApp(
-        backend_factory=llama_factory(options.load),
+        backend_factory=factory,
         options=options,
         store=store,
         store_error=store_error,

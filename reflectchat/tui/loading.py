@@ -53,9 +53,8 @@ def entry_for(spec: str | None, backend: object | None = None) -> CatalogEntry |
     alias = spec.split(":", 1)[0].strip().lower()
     if alias in catalog:
         return catalog[alias]
-    if spec.lower().endswith(".gguf"):
-        return entry_for_file(Path(spec))
-    return None
+    # a .gguf path, or a served model's name ("mattshumer/Reflection-Llama-3.1-70B")
+    return entry_for_file(Path(spec))
 
 
 def default_system_prompt(entry: CatalogEntry | None) -> str | None:
@@ -94,6 +93,22 @@ def llama_factory(load: dict[str, Any] | None = None) -> BackendFactory:
 
         model = resolve_model(spec)
         return LlamaBackend(model, LoadOptions(progress=progress, **load))
+
+    return factory
+
+
+def remote_factory(endpoint: Any) -> BackendFactory:
+    """A remote OpenAI-compatible server; `spec` is the server's model name."""
+
+    def factory(spec: str, progress: ProgressFn) -> Backend:
+        import dataclasses
+
+        from reflectchat.core.remote_backend import RemoteBackend
+
+        backend = RemoteBackend(dataclasses.replace(endpoint, model=spec or endpoint.model))
+        backend.resolve_model_name()  # fail here, as a load error, if the server can't serve it
+        progress(1.0)
+        return backend
 
     return factory
 
