@@ -130,6 +130,21 @@ def test_resume_continues_a_stored_conversation(tmp_path) -> None:
         assert store.get_conversation(first.conversation_id).summary.turns == 2
 
 
+def test_regenerate_replaces_the_last_reply(tmp_path) -> None:
+    backend = ScriptedBackend([REPLY_1, "<output>five</output>", "<output>4!</output>"])
+    with Store(tmp_path / "h.sqlite3") as store:
+        session = ChatSession(backend, GenerationParams(), store=store)
+        session.send("What is 2+2?").run()
+        again = session.regenerate().run()
+        assert again.parsed.answer == "five"
+        assert backend.calls[1] == [Message("user", "What is 2+2?")]  # no discarded reply
+        third = session.regenerate().run()
+        assert third.parsed.answer == "4!"
+        messages = store.get_conversation(session.conversation_id).messages
+    assert [(m.role, m.answer) for m in messages] == [("user", None), ("assistant", "4!")]
+    assert [t.role for t in session.history] == ["user", "assistant"]
+
+
 # -- the real model -------------------------------------------------------------------------------
 
 

@@ -774,3 +774,15 @@ def test_kill_9_mid_write_loses_nothing_committed(db: Path) -> None:
         assert set(reported) <= ids
         assert [m.seq for m in msgs] == list(range(1, len(msgs) + 1))
         assert all(m.sections and m.sections[0]["text"] == "t" * 5000 for m in msgs)
+
+
+def test_delete_last_reply_only_removes_a_trailing_assistant_message(tmp_path: Path) -> None:
+    with Store(tmp_path / "h.sqlite3") as store:
+        cid = store.create_conversation(title="t", model=None, system_prompt=None)
+        store.add_message(cid, "user", "q")
+        assert store.delete_last_reply(cid) is False  # the last message is the user's
+        store.add_message(cid, "assistant", "a1", answer="a1")
+        assert store.delete_last_reply(cid) is True
+        assert [m.role for m in store.get_conversation(cid).messages] == ["user"]
+        again = store.add_message(cid, "assistant", "a2", answer="a2")
+        assert again.seq == 2  # the next reply takes the freed place

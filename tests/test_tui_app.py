@@ -230,7 +230,8 @@ def test_ctrl_t_toggles_all_thinking_panels() -> None:
 
 def test_ctrl_r_regenerates_the_last_reply() -> None:
     backend = scripted("<output>first</output>", "<output>second</output>")
-    app = ChatApp(backend=backend, store=Store())
+    store = Store()
+    app = ChatApp(backend=backend, store=store)
 
     async def body(app: ChatApp, pilot: Any) -> None:
         await ask(app, pilot, "Say something")
@@ -245,6 +246,10 @@ def test_ctrl_r_regenerates_the_last_reply() -> None:
         assert [t.role for t in app.session.history] == ["user", "assistant"]
 
     drive(app, body)
+    # the stored conversation holds the prompt once and only the reply that replaced the first
+    [summary] = store.list_conversations()
+    stored = store.get_conversation(summary.id).messages
+    assert [(m.role, m.answer) for m in stored] == [("user", None), ("assistant", "second")]
 
 
 def test_copy_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,6 +120,27 @@ class ChatSession:
 
     # -- one exchange ---------------------------------------------------------------------------
 
+    def regenerate(self, cancel: CancelToken | None = None) -> ReplyStream:
+        """A new reply to the last message, replacing the previous reply in the history and
+        the store, so the model never sees (and the history never keeps) the discarded one."""
+        while self.history and self.history[-1].role == "assistant":
+            self.history.pop()
+            if self.store is not None and self.conversation_id is not None:
+                self.store.delete_last_reply(self.conversation_id)
+        if not self.history:
+            raise ValueError("nothing to regenerate: the conversation has no message yet")
+        user_text = self.history.pop().content
+        plan = self.plan(user_text)
+        self.last_plan = plan
+        self.history.append(HistoryTurn("user", user_text))
+        return ReplyStream(
+            self.backend,
+            plan.messages,
+            self.params,
+            cancel or CancelToken(),
+            on_finish=self._record,
+        )
+
     def send(self, user_text: str, cancel: CancelToken | None = None) -> ReplyStream:
         """Commit the user's message, then return the reply stream; iterating it generates, and
         when it ends (finished, cancelled or abandoned) the reply is stored."""

@@ -328,6 +328,22 @@ class Store:
 
         self._write(delete)
 
+    def delete_last_reply(self, conversation_id: int) -> bool:
+        """Delete the conversation's last message if it is an assistant reply (regenerating
+        replaces it); False when the last message is not a reply."""
+
+        def delete(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT id, role FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
+                (conversation_id,),
+            ).fetchone()
+            if row is None or row[1] != "assistant":
+                return False
+            conn.execute("DELETE FROM messages WHERE id = ?", (row[0],))
+            return True
+
+        return self._write(delete)
+
     # -- reading -------------------------------------------------------------------------
 
     def get_conversation(self, conversation_id: int) -> Conversation:

@@ -377,7 +377,9 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
             return
         self._generate_into(reply, text)
 
-    def _generate_into(self, reply: AssistantMessage, text: str) -> None:
+    def _generate_into(
+        self, reply: AssistantMessage, text: str, *, regenerate: bool = False
+    ) -> None:
         session = self._ensure_session()
         if session is None:
             reply.fail("the conversation could not be opened (see the notification)")
@@ -388,7 +390,7 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
         self._active = reply
         self.generating = True
         self._drain_timer = self.set_interval(1 / FRAME_RATE, self._request_drain)
-        self._generate_worker(session, text, self._cancel, self._buffer, reply)
+        self._generate_worker(session, text, self._cancel, self._buffer, reply, regenerate)
 
     def _ensure_session(self) -> ChatSession | None:
         assert self.backend is not None
@@ -431,9 +433,10 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
         cancel: CancelToken,
         buffer: EventBuffer,
         reply: AssistantMessage,
+        regenerate: bool = False,
     ) -> None:
         try:
-            stream = session.send(text, cancel)
+            stream = session.regenerate(cancel) if regenerate else session.send(text, cancel)
         except (EngineError, StoreError) as exc:
             self.post_message(ReplyFailed(reply, str(exc)))
             return
@@ -590,20 +593,19 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
         if session is None:
             return
         history = session.history
-        if (
+        # A reply that was generated is replaced (in the history and the store); one that
+        # failed before generating (e.g. a full context) is simply tried again.
+        replace = (
             last_reply.result is not None
             and len(history) >= 2
             and history[-1].role == "assistant"
             and history[-2].role == "user"
-        ):
-            # The model sees the prompt again without its old answer; the history store keeps
-            # both attempts (nothing there is ever rewritten).
-            del history[-2:]
+        )
         await last_reply.remove()
         reply = AssistantMessage(keep_thinking_open=self.keep_thinking_open)
         await self.chat.mount(reply, after=last_user)
         self.chat.anchor()
-        self._generate_into(reply, last_user.prompt)
+        self._generate_into(reply, last_user.prompt, regenerate=replace)
 
     def last_answer(self) -> str | None:
         for reply in reversed(list(self.chat.query(AssistantMessage))):
