@@ -13,7 +13,7 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.config import ConfigError, load_config
+from reflectchat.core.config import Config, ConfigError, load_config
 from reflectchat.core.engine import CancelToken, EngineError, GenerationParams
 from reflectchat.core.fit import ModelTooBigError
 from reflectchat.core.gguf_file import GGUFError
@@ -108,8 +108,9 @@ def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def apply_config(args: argparse.Namespace) -> None:
-    """Fill unset options from the config file; REFLECTCHAT_* variables override everything."""
+def apply_config(args: argparse.Namespace) -> Config:
+    """Fill unset options from the config file; REFLECTCHAT_* variables override everything.
+    `ask` and `chat` share this, so a setting means the same in both."""
     try:
         config = load_config()
     except ConfigError as exc:
@@ -126,6 +127,7 @@ def apply_config(args: argparse.Namespace) -> None:
     args.top_p = config.get("top_p", args.top_p)
     args.reasoning = config.get("reasoning", args.reasoning)
     args.keep_reasoning = bool(config.get("keep_reasoning", args.keep_reasoning, False))
+    return config
 
 
 def run_ask(args: argparse.Namespace) -> int:

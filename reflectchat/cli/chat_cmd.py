@@ -78,34 +78,10 @@ def add_chat_parser(commands: Any, parser_class: type, types: dict[str, Any]) ->
     chat.add_argument("--api-key-env", metavar="VAR", help="the endpoint's API-key variable")
 
 
-def apply_config(args: argparse.Namespace) -> str | None:
-    """Fill unset flags from the config file (REFLECTCHAT_* variables override everything), as
-    `ask` does; returns the configured theme, if any."""
-    try:
-        from reflectchat.core.config import ConfigError, load_config
-    except ImportError:  # pragma: no cover - the config module is optional here
-        return None
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    args.endpoint_profiles = config.endpoints
-    args.endpoint = config.get("endpoint", args.endpoint)
-    if args.endpoint is None:  # the configured default model is a local one
-        args.model = config.get("model", args.model)
-    args.gpu_layers = config.get("gpu_layers", args.gpu_layers, "auto")
-    args.ctx = config.get("context", args.ctx)
-    args.threads = config.get("threads", args.threads)
-    args.max_tokens = config.get("max_tokens", args.max_tokens, 1024)
-    args.temperature = config.get("temperature", args.temperature)
-    args.top_p = config.get("top_p", args.top_p)
-    args.reasoning = config.get("reasoning", args.reasoning)
-    args.keep_reasoning = bool(config.get("keep_reasoning", args.keep_reasoning, False))
-    return config.get("theme")
-
-
 def run_chat(args: argparse.Namespace) -> int:
-    theme = apply_config(args)
+    from reflectchat.cli.ask import apply_config
+
+    theme = apply_config(args).get("theme")
     args.remote_endpoint = _remote_endpoint(args) if args.endpoint else None
     store, store_error = _open_history(args)
     try:

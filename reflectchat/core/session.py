@@ -131,21 +131,13 @@ class ChatSession:
             raise ValueError("nothing to regenerate: the conversation has no message yet")
         user_text = self.history.pop().content
         plan = self.plan(user_text)
-        self.last_plan = plan
         self.history.append(HistoryTurn("user", user_text))
-        return ReplyStream(
-            self.backend,
-            plan.messages,
-            self.params,
-            cancel or CancelToken(),
-            on_finish=self._record,
-        )
+        return self._reply(plan, cancel)
 
     def send(self, user_text: str, cancel: CancelToken | None = None) -> ReplyStream:
         """Commit the user's message, then return the reply stream; iterating it generates, and
         when it ends (finished, cancelled or abandoned) the reply is stored."""
         plan = self.plan(user_text)  # raises before anything is stored if it can't fit
-        self.last_plan = plan
         if self.store is not None:
             if self.conversation_id is None:
                 self.conversation_id = self.store.create_conversation(
@@ -155,6 +147,10 @@ class ChatSession:
                 )
             self.store.add_message(self.conversation_id, "user", user_text)
         self.history.append(HistoryTurn("user", user_text))
+        return self._reply(plan, cancel)
+
+    def _reply(self, plan: TurnPlan, cancel: CancelToken | None) -> ReplyStream:
+        self.last_plan = plan
         return ReplyStream(
             self.backend,
             plan.messages,
