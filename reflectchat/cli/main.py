@@ -75,6 +75,75 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model, sampling, loading and history flags `ask` and `chat` share."""
+    p.add_argument("-m", "--model", metavar="SPEC", help="catalog alias or path to a .gguf")
+    system = p.add_mutually_exclusive_group()
+    system.add_argument("--system", metavar="TEXT", help="replace the model's system prompt")
+    system.add_argument("--no-system", action="store_true", help="send no system prompt")
+    p.add_argument("--temperature", type=_temperature, metavar="T")
+    p.add_argument("--top-p", type=_unit_float, metavar="P")
+    p.add_argument("--seed", type=int, metavar="N", help="fix sampling for repeatable output")
+    p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="default 1024")
+    p.add_argument("--ctx", type=_positive_int, metavar="N", help="context size in tokens")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads")
+    p.add_argument(
+        "--gpu-layers",
+        type=_gpu_layers,
+        metavar="N|all|auto",
+        help="layers to offload (auto: all when this build supports GPU offload, else 0)",
+    )
+    p.add_argument(
+        "--strict-format",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="constrain decoding to <thinking>…</thinking><output>…</output> "
+        "(on by default for the demo model)",
+    )
+    p.add_argument(
+        "--reasoning",
+        choices=("show", "hide"),
+        help="show or hide thinking and reflections (ask's default: show on a terminal, hide "
+        "piped)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="load the model even if it looks too big to fit"
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue the most recent conversation",
+    )
+    which.add_argument("--conversation", type=int, metavar="ID", help="continue conversation ID")
+    p.add_argument("--no-save", action="store_true", help="don't save this conversation")
+    p.add_argument(
+        "--keep-reasoning",
+        action="store_true",
+        default=None,
+        help="send earlier replies back whole, thinking included (default: answers only)",
+    )
+    p.add_argument(
+        "--endpoint",
+        metavar="URL|NAME",
+        help="use a remote OpenAI-compatible server (vLLM, llama-server, …) instead of a local "
+        "model; -m then names the server's model",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)",
+    )
+    p.add_argument(
+        "--rpc",
+        metavar="HOST:PORT,…",
+        help="spread the model's layers over llama.cpp rpc-server machines (needs a "
+        "-DGGML_RPC=on build)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="reflectchat",
@@ -95,82 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "prompt", nargs="?", help="the prompt; '-' or omitted with piped input reads stdin"
     )
-    ask.add_argument("-m", "--model", metavar="SPEC", help="catalog alias or path to a .gguf")
-    system = ask.add_mutually_exclusive_group()
-    system.add_argument("--system", metavar="TEXT", help="replace the model's system prompt")
-    system.add_argument("--no-system", action="store_true", help="send no system prompt")
-    ask.add_argument("--temperature", type=_temperature, metavar="T")
-    ask.add_argument("--top-p", type=_unit_float, metavar="P")
-    ask.add_argument("--seed", type=int, metavar="N", help="fix sampling for repeatable output")
-    ask.add_argument("--max-tokens", type=_positive_int, metavar="N", help="default 1024")
-    ask.add_argument("--ctx", type=_positive_int, metavar="N", help="context size in tokens")
-    ask.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads")
-    ask.add_argument(
-        "--gpu-layers",
-        type=_gpu_layers,
-        metavar="N|all|auto",
-        help="layers to offload (auto: all when this build supports GPU offload, else 0)",
-    )
-    ask.add_argument(
-        "--strict-format",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="constrain decoding to <thinking>…</thinking><output>…</output> "
-        "(on by default for the demo model)",
-    )
-    ask.add_argument(
-        "--reasoning",
-        choices=("show", "hide"),
-        help="show or hide thinking and reflections (default: show on a terminal, hide piped)",
-    )
+    add_model_options(ask)
     ask.add_argument("--json", action="store_true", help="print one JSON object with everything")
-    ask.add_argument(
-        "--force", action="store_true", help="load the model even if it looks too big to fit"
-    )
-    which = ask.add_mutually_exclusive_group()
-    which.add_argument(
-        "-c",
-        "--continue",
-        dest="continue_last",
-        action="store_true",
-        help="continue the most recent conversation",
-    )
-    which.add_argument("--conversation", type=int, metavar="ID", help="continue conversation ID")
-    ask.add_argument("--no-save", action="store_true", help="don't save this exchange")
-    ask.add_argument(
-        "--endpoint",
-        metavar="URL|NAME",
-        help="use a remote OpenAI-compatible server (vLLM, llama-server, …) instead of a local "
-        "model; -m then names the server's model",
-    )
-    ask.add_argument(
-        "--rpc",
-        metavar="HOST:PORT,…",
-        help="spread the model's layers over llama.cpp rpc-server machines (needs a "
-        "-DGGML_RPC=on build)",
-    )
-    ask.add_argument(
-        "--api-key-env",
-        metavar="VAR",
-        help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)",
-    )
-    ask.add_argument(
-        "--keep-reasoning",
-        action="store_true",
-        default=None,
-        help="send earlier replies back whole, thinking included (default: answers only)",
-    )
 
-    add_chat_parser(
-        commands,
-        _Parser,
-        {
-            "positive_int": _positive_int,
-            "unit_float": _unit_float,
-            "temperature": _temperature,
-            "gpu_layers": _gpu_layers,
-        },
-    )
+    add_chat_parser(commands, _Parser, add_model_options)
     add_history_parser(commands, _Parser)
     add_models_parser(commands, _Parser)
     add_config_parser(commands, _Parser)

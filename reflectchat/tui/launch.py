@@ -16,6 +16,9 @@ def options_from_args(args: argparse.Namespace) -> ChatOptions:
         "gpu_layers": getattr(args, "gpu_layers", None) or "auto",
         "seed": getattr(args, "seed", None),
     }
+    rpc = [s.strip() for s in (getattr(args, "rpc", None) or "").split(",") if s.strip()]
+    if rpc:
+        load["rpc_servers"] = tuple(rpc)
     if getattr(args, "force", False):
         load["force"] = True  # load even when the fit check says it won't fit
     return ChatOptions(
