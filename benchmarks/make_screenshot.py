@@ -34,7 +34,8 @@ def main() -> None:
     console.print(Text(f'$ reflectchat ask "{args.prompt}"', style="bold"))
     # The finished screen, rendered whole: a recording console would keep every intermediate
     # frame of the live answer region, which a real terminal overwrites.
-    result = ReplyStream(backend, messages, GenerationParams(seed=args.seed, strict_format=strict)).run()
+    params = GenerationParams(seed=args.seed, strict_format=strict)
+    result = ReplyStream(backend, messages, params).run()
     render_parsed(console, result.parsed, show_reasoning=True)
     console.print(footer(result))
     console.save_svg(str(args.out), title="reflectchat ask")
