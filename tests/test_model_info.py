@@ -9,7 +9,11 @@ from pathlib import Path
 from reflectchat.core.config import load_config
 from tests.conftest import cli, run_env
 from tests.fake_openai import fake_openai
-from tests.gguf_fixtures import embedded_model_path, write_reflection_token_gguf
+from tests.gguf_fixtures import (
+    REFLECTION_TAGS,
+    embedded_model_path,
+    write_reflection_token_gguf,
+)
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -51,14 +55,7 @@ def test_info_on_a_70b_header_says_it_does_not_fit(isolated_home: Path, synth_70
 def test_info_sees_special_token_tags(isolated_home: Path, tmp_path: Path) -> None:
     fixture = write_reflection_token_gguf(embedded_model_path(), tmp_path / "tags.gguf")
     data = json.loads(run(isolated_home, "models", "info", str(fixture), "--json").stdout)
-    assert set(data["special_tags"]) == {
-        "<thinking>",
-        "</thinking>",
-        "<output>",
-        "</output>",
-        "<reflection>",
-        "</reflection>",
-    }
+    assert set(data["special_tags"]) == set(REFLECTION_TAGS)
 
 
 def test_info_on_a_bad_file_is_one_line(isolated_home: Path, tmp_path: Path) -> None:

@@ -42,12 +42,6 @@ class MemoryEstimate:
         return self.kv_bytes // self.n_layers if self.n_layers else 0
 
 
-def _int(header: GGUFHeader, suffix: str) -> int | None:
-    arch = header.architecture
-    value = header.metadata.get(f"{arch}.{suffix}") if arch else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def estimate_memory(parts: list[GGUFHeader], n_ctx: int) -> MemoryEstimate:
     """`parts`: the headers of every file of the model (read_gguf_parts)."""
     first = parts[0]
@@ -58,10 +52,10 @@ def estimate_memory(parts: list[GGUFHeader], n_ctx: int) -> MemoryEstimate:
     n_embd = first.embedding_length or 0
     n_head = first.head_count or 0
     n_head_kv = first.head_count_kv or n_head
-    key_len = _int(first, "attention.key_length") or (n_embd // n_head if n_head else 0)
-    value_len = _int(first, "attention.value_length") or key_len
+    key_len = first.arch_int("attention.key_length") or (n_embd // n_head if n_head else 0)
+    value_len = first.arch_int("attention.value_length") or key_len
     kv = n_layers * n_ctx * n_head_kv * (key_len + value_len) * 2  # K and V, f16 (2 bytes)
-    vocab = _int(first, "vocab_size") or _vocab_size(first)
+    vocab = first.arch_int("vocab_size") or _vocab_size(first)
     compute = N_UBATCH * (n_embd + vocab) * 4
     return MemoryEstimate(
         weights_bytes=weights,

@@ -265,7 +265,8 @@ class GGUFHeader:
     def _get(self, key: str) -> object:
         return self.metadata.get(key)
 
-    def _arch_int(self, suffix: str) -> int | None:
+    def arch_int(self, suffix: str) -> int | None:
+        """An integer under this architecture's prefix, e.g. "attention.key_length"."""
         arch = self.architecture
         return _as_int(self.metadata.get(f"{arch}.{suffix}")) if arch else None
 
@@ -281,25 +282,25 @@ class GGUFHeader:
 
     @property
     def context_length(self) -> int | None:
-        return self._arch_int("context_length")
+        return self.arch_int("context_length")
 
     @property
     def block_count(self) -> int | None:
-        return self._arch_int("block_count")
+        return self.arch_int("block_count")
 
     @property
     def embedding_length(self) -> int | None:
-        return self._arch_int("embedding_length")
+        return self.arch_int("embedding_length")
 
     @property
     def head_count(self) -> int | None:
         """Attention heads (the largest value when the model stores one per layer)."""
-        return self._arch_int("attention.head_count")
+        return self.arch_int("attention.head_count")
 
     @property
     def head_count_kv(self) -> int | None:
         """Key/value heads (the largest value when the model stores one per layer)."""
-        return self._arch_int("attention.head_count_kv")
+        return self.arch_int("attention.head_count_kv")
 
     @property
     def chat_template(self) -> str | None:
