@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from reflectchat.cli.plain import write_plain
-from reflectchat.cli.render import TerminalRenderer, render_parsed, split_complete_blocks
+from reflectchat.cli.render import (
+    BlockSplitter,
+    TerminalRenderer,
+    render_parsed,
+    split_complete_blocks,
+)
 from reflectchat.core.engine import CancelToken, GenerationParams, Message
 from reflectchat.core.reply import ReplyStream, result_from_text
 from reflectchat.core.scripted_backend import ScriptedBackend
+from tests.conftest import cli, run_env
 
 REPLY = (
     "<thinking>\nCount the r's in [bold]strawberry[/bold].\n"
@@ -167,3 +181,114 @@ def test_render_parsed_and_plain_output() -> None:
     plain = io.StringIO()
     write_plain(plain, result_from_text(HOSTILE).parsed, show_reasoning=True)
     assert "\x1b" not in plain.getvalue() and "\x9b" not in plain.getvalue()
+
+
+# -- issue 13: deep nesting, long blocks --------------------------------------------------------
+
+DEEP_LIST = "".join("  " * i + f"- level{i}\n" for i in range(12)) + "\nafter the list\n"
+DEEP_QUOTE = (
+    "".join("> " * (i + 1) + f"quote{i}\n" + "> " * (i + 1) + "\n" for i in range(30))
+    + "\nafter the quotes\n"
+)
+
+
+def words_in_order(screen: str, words: list[str]) -> bool:
+    """Every word on screen, in this order (markers and box characters in between)."""
+    found = re.findall(r"\b(?:level|quote)\d+\b|after the (?:list|quotes)", screen)
+    return found == words
+
+
+@pytest.mark.parametrize(
+    ("markdown", "words"),
+    [
+        (DEEP_LIST, [f"level{i}" for i in range(12)] + ["after the list"]),
+        (DEEP_QUOTE, [f"quote{i}" for i in range(30)] + ["after the quotes"]),
+    ],
+    ids=["12-level list", "30-level quote"],
+)
+def test_deep_nesting_shows_every_word(markdown: str, words: list[str]) -> None:
+    # markdown-it stopped at 20 levels and dropped the rest of the block; Rich narrowed each
+    # level until the text had no width left. Past a depth the markers stay as text.
+    out = io.StringIO()
+    console = Console(file=out, width=60, highlight=False, markup=False)
+    render_parsed(console, result_from_text(markdown, "m").parsed, show_reasoning=True)
+    assert words_in_order(out.getvalue(), words), out.getvalue()  # `view`
+    for chunk in (None, 3):  # `ask`, whole and streamed
+        assert words_in_order(render(markdown, chunk), words)
+
+
+def test_block_splitter_streamed_matches_whole() -> None:
+    text = REPLY + "\n\n" + DEEP_QUOTE + "```\ncode\n\nmore\n```\n\ntail para"
+    for size in (1, 2, 5, 13):
+        splitter = BlockSplitter()
+        done = "".join(splitter.feed(text[i : i + size]) for i in range(0, len(text), size))
+        assert (done, splitter.pending) == split_complete_blocks(text)
+
+
+def run_ask_on_pty(tokens: list[str], tmp_path: Path, rows: int = 30) -> tuple[int, str]:
+    """`reflectchat ask` on a real terminal, replaying `tokens`; its exit status and what it
+    wrote, escape sequences removed."""
+    reply = tmp_path / "reply.json"
+    reply.write_text(json.dumps(tokens))
+    env = run_env(
+        TERM="xterm-256color", COLUMNS="100", LINES=str(rows), REFLECTCHAT_SCRIPTED_REPLY=str(reply)
+    )
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: reflectchat on a real terminal
+        args = cli("ask", "write it", "--no-save", "--max-tokens", str(len(tokens) + 10))
+        os.execvpe(args[0], args, env)
+    screen = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                break
+            if not data:
+                break
+            screen += data
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r", "", screen.decode("utf-8"))
+    return os.waitstatus_to_exitcode(status), text
+
+
+def contains_run(found: list[int], n: int) -> bool:
+    """0, 1, …, n-1 one after the other: the finished block printed whole, in order (the
+    live redraws before it only ever show a screenful)."""
+    return any(found[i : i + n] == list(range(n)) for i, v in enumerate(found) if v == 0)
+
+
+def test_ask_on_a_terminal_shows_a_long_code_block_and_paragraph_whole(tmp_path: Path) -> None:
+    tokens = ["Here it is:\n\n", "```python\n"]
+    for i in range(300):
+        tokens += [f"value_{i}", " = ", f"{i}", "  # line\n"]
+    tokens += ["```\n\n"]
+    tokens += [f"w{i} " for i in range(1500)]  # one long paragraph, still being written at the end
+    code, text = run_ask_on_pty(tokens, tmp_path)
+    assert code == 0, text
+    assert "Traceback" not in text
+    assert "Here it is:" in text
+    lines = [int(m) for m in re.findall(r"\bvalue_(\d+) = \1\b", text)]
+    assert contains_run(lines, 300), text[-3000:]
+    words = [int(m) for m in re.findall(r"\bw(\d+)\b", text)]
+    assert contains_run(words, 1500), text[-3000:]
+    assert text.rindex("value_299") < text.rindex("w1499")
+    assert f"{len(tokens)} tokens" in text  # the footer: every token was rendered
+
+
+def test_a_bad_scripted_reply_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    proc = subprocess.run(
+        cli("ask", "hi", "--no-save"),
+        env=run_env(REFLECTCHAT_SCRIPTED_REPLY=str(bad)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "REFLECTCHAT_SCRIPTED_REPLY" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -276,6 +276,10 @@ def _remote_backend(
 
 
 def _load_with_status(args: argparse.Namespace, model: ResolvedModel) -> Any:
+    from reflectchat.cli.scripted_hook import scripted_backend_from_env  # tests, benchmarks
+
+    if (scripted := scripted_backend_from_env()) is not None:
+        return scripted
     if not sys.stderr.isatty():
         return load_backend(args, model)
     from rich.console import Console

@@ -8,11 +8,15 @@ console markup), and control sequences are stripped first.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 
 from markdown_it import MarkdownIt
-from rich.console import Console, Group
+from markdown_it.rules_block import StateBlock
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.segment import Segment
 from rich.text import Text
 
 from reflectchat.core.reply import ReplyResult
@@ -28,6 +32,8 @@ LABELS = {
     "output": Text("◆ Answer", style="bold green"),
 }
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
+LIVE_MIN_INTERVAL_S = 1 / 30  # at most 30 redraws a second of the block being written
+LIVE_COST_FACTOR = 4  # ... and at most a fifth of the time spent redrawing it
 
 
 def split_complete_blocks(markdown: str) -> tuple[str, str]:
@@ -36,16 +42,38 @@ def split_complete_blocks(markdown: str) -> tuple[str, str]:
     A block is complete once a blank line follows it outside a code fence; printing only
     complete blocks means nothing already on screen ever has to be redrawn.
     """
-    cut = 0
-    in_fence = False
-    pos = 0
-    for line in markdown.splitlines(keepends=True):
-        pos += len(line)
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        elif not in_fence and not line.strip() and line.endswith("\n"):
-            cut = pos
-    return markdown[:cut], markdown[cut:]
+    splitter = BlockSplitter()
+    done = splitter.feed(markdown)
+    return done, splitter.pending
+
+
+class BlockSplitter:
+    """`split_complete_blocks` for a stream: each line is looked at once, however long the
+    block being written grows (rescanning it at every token made a long code fence quadratic)."""
+
+    __slots__ = ("_in_fence", "_scanned", "pending")
+
+    def __init__(self) -> None:
+        self.pending = ""  # the block still being written
+        self._scanned = 0  # offset in `pending` of the first line not yet looked at
+        self._in_fence = False
+
+    def feed(self, text: str) -> str:
+        """Add text; return the blocks it completed (may be empty)."""
+        self.pending += text
+        pending, pos, cut = self.pending, self._scanned, 0
+        while (end := pending.find("\n", pos)) >= 0:
+            line = pending[pos : end + 1]
+            if _FENCE.match(line):
+                self._in_fence = not self._in_fence
+            elif not self._in_fence and not line.strip():
+                cut = end + 1
+            pos = end + 1
+        self._scanned = pos - cut
+        if not cut:
+            return ""
+        self.pending = pending[cut:]
+        return pending[:cut]
 
 
 class TerminalRenderer:
@@ -56,9 +84,10 @@ class TerminalRenderer:
         self.show_reasoning = show_reasoning
         self._stack: list[str] = []
         self._at_line_start = True
-        self._answer_pending = ""
+        self._blocks = BlockSplitter()  # the answer: finished blocks out, the rest pending
         self._answer_started = False
         self._live: Live | None = None
+        self._next_paint = 0.0  # perf_counter time before which the live block is not redrawn
         self._thinking_chars = 0
         self._reflections = 0
         self._status: Live | None = None
@@ -161,15 +190,37 @@ class TerminalRenderer:
     def _write_answer(self, text: str) -> None:
         if not self._answer_started:
             self._start_answer(labelled=False)
-        if not self._answer_pending and not text.strip():
+        if not self._blocks.pending and not text.strip():
             return
-        self._answer_pending += text
-        done, rest = split_complete_blocks(self._answer_pending)
+        done = self._blocks.feed(text)
         if done.strip():
             self._print_markdown(done)
-        self._answer_pending = rest
-        if self._live is not None:
-            self._live.update(_markdown(rest), refresh=True)
+        self._paint_live(force=bool(done))
+
+    def _paint_live(self, *, force: bool = False) -> None:
+        """Redraw the block being written, in place. Drawing it costs time proportional to its
+        length, so redraws are spaced at least LIVE_COST_FACTOR times the last one's cost apart:
+        a huge paragraph or code fence is then drawn a bounded share of the time, and the
+        whole answer streams in linear time however long one block grows."""
+        if self._live is None or not self.console.is_terminal:
+            return
+        now = time.perf_counter()
+        if not force and now < self._next_paint:
+            return
+        self._live.update(_Tail(self._tail_lines(self._blocks.pending)), refresh=True)
+        cost = time.perf_counter() - now
+        self._next_paint = now + max(LIVE_MIN_INTERVAL_S, LIVE_COST_FACTOR * cost)
+
+    def _tail_lines(self, text: str) -> list[list[Segment]]:
+        """The last screenful of `text` rendered: a block taller than the terminal shows its
+        newest lines while it grows (it is printed whole once it is finished)."""
+        if not text.strip():
+            return []
+        options = self.console.options
+        lines = self.console.render_lines(_markdown(text), options, pad=False)
+        while lines and not any(seg.text.strip() for seg in lines[-1]):
+            lines.pop()  # the trailing blank line Markdown adds after a block
+        return lines[-max(1, self.console.size.height - 2) :]
 
     def _print_markdown(self, text: str) -> None:
         if self._live is not None:
@@ -181,9 +232,10 @@ class TerminalRenderer:
             self._live.update(Text(""), refresh=True)
             self._live.stop()
             self._live = None
-        if self._answer_pending.strip():
-            self.console.print(_markdown(self._answer_pending))
-        self._answer_pending = ""
+        pending = self._blocks.pending
+        if pending.strip():
+            self.console.print(_markdown(pending))
+        self._blocks = BlockSplitter()
 
     def finish(self, result: ReplyResult | None) -> None:
         """End of the reply (also after Ctrl+C): flush what is pending, add the footer."""
@@ -200,17 +252,87 @@ class TerminalRenderer:
         self.console.print(footer(result))
 
 
+class _Tail:
+    """Already rendered lines, for Live."""
+
+    def __init__(self, lines: list[list[Segment]]) -> None:
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in self.lines:
+            yield from line
+            yield Segment.line()
+
+
 class SafeMarkdown(Markdown):
     """Rich's Markdown with raw HTML off: Rich silently drops HTML tags, so a model answer that
-    mentions `<div>` or `<T>` would lose them. With html off they are shown as the text they are."""
+    mentions `<div>` or `<T>` would lose them. With html off they are shown as the text they are.
+    Parsed when drawn, for the width it gets: how deep quotes and lists may nest depends on it."""
 
     def __init__(self, markup: str) -> None:
         super().__init__("", code_theme="monokai", hyperlinks=False)
         self.markup = markup
-        self.parsed = _PARSER.parse(markup)
+        self._parsed_for = -1
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        budget = nesting_budget(options.max_width)
+        if budget != self._parsed_for:
+            self.parsed = _parser(budget).parse(self.markup)
+            self._parsed_for = budget
+        yield from super().__rich_console__(console, options)
 
 
-_PARSER = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
+# markdown-it silently drops the rest of a block once quotes and lists nest past its
+# `maxNesting` (20), and Rich narrows each quote by 4 columns and each list by 3 until the text
+# has no width left. So quotes and lists nest only while they leave the text room; deeper
+# markers stay as the text they are, inside the deepest one, and no word is lost.
+NESTING_COST = {"blockquote": 4, "list": 3}  # columns each level takes (Rich's figures)
+MIN_TEXT_WIDTH = 24
+_ENV_KEY = "reflectchat_nesting_columns"
+
+BlockRule = Callable[[StateBlock, int, int, bool], bool]
+
+
+def nesting_budget(width: int) -> int:
+    """Columns quotes and lists may take at this width."""
+    return max(8, width - MIN_TEXT_WIDTH)
+
+
+def cap_nesting(md: MarkdownIt, budget: int) -> MarkdownIt:
+    """Make `md` flatten quotes and lists nested past `budget` columns instead of dropping
+    them (its recursion then stays bounded too, whatever the input)."""
+    rules = {rule.name: rule for rule in md.block.ruler.__rules__}
+
+    def capped(rule: BlockRule, cost: int) -> BlockRule:
+        def run(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+            used = state.env.get(_ENV_KEY, 0)
+            if used + cost > budget:
+                return False
+            state.env[_ENV_KEY] = used + cost
+            try:
+                return rule(state, start, end, silent)
+            finally:
+                state.env[_ENV_KEY] = used
+
+        return run
+
+    for name, cost in NESTING_COST.items():
+        if name in rules:
+            fn = capped(rules[name].fn, cost)
+            md.block.ruler.at(name, fn, {"alt": list(rules[name].alt)})
+    # Never reached now (each quote or list costs at least one level): no text dropped.
+    md.options["maxNesting"] = max(md.options["maxNesting"], budget + 8)
+    return md
+
+
+_PARSERS: dict[int, MarkdownIt] = {}
+
+
+def _parser(budget: int) -> MarkdownIt:
+    if budget not in _PARSERS:
+        md = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
+        _PARSERS[budget] = cap_nesting(md, budget)
+    return _PARSERS[budget]
 
 
 def _markdown(text: str) -> Markdown:
