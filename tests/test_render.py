@@ -292,3 +292,36 @@ def test_a_bad_scripted_reply_file_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "REFLECTCHAT_SCRIPTED_REPLY" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("markdown", "words"),
+    [
+        (DEEP_LIST, [f"level{i}" for i in range(12)] + ["after the list"]),
+        (DEEP_QUOTE, [f"quote{i}" for i in range(30)] + ["after the quotes"]),
+    ],
+    ids=["12-level list", "30-level quote"],
+)
+def test_chat_app_markdown_shows_deep_nesting(markdown: str, words: list[str]) -> None:
+    import asyncio
+
+    from textual.app import App, ComposeResult
+
+    from reflectchat.tui.streamed import StreamedText
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield StreamedText()
+
+    async def screen() -> str:
+        app = One()
+        async with app.run_test(size=(70, 200)) as pilot:
+            streamed = app.query_one(StreamedText)
+            for i in range(0, len(markdown), 5):  # streamed as the chat app streams a reply
+                streamed.write(markdown[i : i + 5])
+            await streamed.settle()
+            await pilot.pause()
+            svg = app.export_screenshot()
+        return re.sub(r"<[^>]+>", "", svg).replace("&#160;", " ")
+
+    assert words_in_order(asyncio.run(screen()), words)

@@ -31,14 +31,19 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Markdown
 
-from reflectchat.cli.render import split_complete_blocks
+from reflectchat.cli.render import cap_nesting, split_complete_blocks
 from reflectchat.core.sanitize import ControlStripper, strip_controls
+
+# Columns' worth of quotes and lists the chat app nests (about 12 quotes or 16 lists) before
+# leaving deeper markers as text: markdown-it would drop the rest of the block past 20 levels.
+NESTING_BUDGET = 48
 
 
 def markdown_parser() -> MarkdownIt:
     """GitHub-like Markdown with raw HTML off: a `<div>` or `<T>` in an answer is shown as the
-    text it is instead of being silently dropped."""
-    return MarkdownIt("gfm-like", {"html": False})
+    text it is instead of being silently dropped; deep quotes and lists are flattened, not
+    dropped."""
+    return cap_nesting(MarkdownIt("gfm-like", {"html": False}), NESTING_BUDGET)
 
 
 class ReplyMarkdown(Markdown):
