@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -81,6 +82,53 @@ def embedded_model_path() -> Path:
 def write_reflection_token_gguf(src: Path, dst: Path) -> Path:
     """Copy SmolLM2's GGUF, renaming vocabulary ids 3..8 to Reflection's six tags as CONTROL
     tokens; every other key, value type and tensor byte stays as it was. Takes a few seconds."""
+
+    def edit(key: str, value: object) -> object:
+        if key == "tokenizer.ggml.tokens":
+            value = list(value)  # type: ignore[call-overload]
+            for token_id, tag in zip(REFLECTION_TAG_IDS, REFLECTION_TAGS, strict=True):
+                value[token_id] = tag
+        elif key == "tokenizer.ggml.token_type":
+            value = list(value)  # type: ignore[call-overload]
+            for token_id in REFLECTION_TAG_IDS:
+                value[token_id] = TOKEN_TYPE_CONTROL
+        return value
+
+    return rewrite_gguf(src, dst, edit)
+
+
+def write_chat_template_gguf(src: Path, dst: Path, template: str) -> Path:
+    """A copy of ``src`` whose tokenizer.chat_template is ``template``; all else unchanged."""
+    return rewrite_gguf(
+        src, dst, lambda key, value: template if key == "tokenizer.chat_template" else value
+    )
+
+
+def write_header_value(src: Path, dst: Path, key: str, value: int) -> Path:
+    """A copy of ``src`` (sparse: header bytes only) with the scalar metadata ``key`` set to
+    ``value`` in its stored type, in place: nothing else moves."""
+    from reflectchat.core.gguf_file import read_gguf_header
+
+    header = read_gguf_header(src)
+    with open(src, "rb") as f:
+        head = f.read(header.data_offset)
+    needle = gguf_string(key)
+    at = head.find(needle)
+    if at < 0 or key not in header.metadata:
+        raise KeyError(key)
+    type_at = at + len(needle)
+    (vtype,) = struct.unpack_from("<I", head, type_at)
+    packed = struct.pack("<" + _PACK[vtype], value)
+    write_header_only(src, dst, header.data_offset)
+    with open(dst, "r+b") as f:
+        f.seek(type_at + 4)
+        f.write(packed)
+    return dst
+
+
+def rewrite_gguf(src: Path, dst: Path, edit: Callable[[str, object], object]) -> Path:
+    """Copy a GGUF through gguf's reader and writer, passing every metadata value through
+    ``edit(key, value) -> value``; value types and tensor bytes stay as they were."""
     import gguf
 
     reader = gguf.GGUFReader(src)
@@ -98,15 +146,8 @@ def write_reflection_token_gguf(src: Path, dst: Path) -> Path:
             sub_type = gguf.GGUFValueType(f.types[-1])
             if len(f.types) != 2:
                 raise ValueError(f"nested array {key} is not supported")
-        if key == "tokenizer.ggml.tokens":
-            value = list(value)
-            for token_id, tag in zip(REFLECTION_TAG_IDS, REFLECTION_TAGS, strict=True):
-                value[token_id] = tag
-        elif key == "tokenizer.ggml.token_type":
-            value = list(value)
-            for token_id in REFLECTION_TAG_IDS:
-                value[token_id] = TOKEN_TYPE_CONTROL
-        elif key == "general.alignment":
+        value = edit(key, value)
+        if key == "general.alignment":
             writer.data_alignment = int(value)
         writer.add_key_value(key, value, vtype, sub_type=sub_type)
     for t in reader.tensors:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import resource
+import subprocess
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -10,16 +16,23 @@ from reflectchat.core.engine import (
     CancelToken,
     ContextOverflowError,
     Delta,
+    EngineError,
     Finished,
     GenerationParams,
     Message,
     Started,
 )
-from reflectchat.core.llama_backend import LlamaBackend, LoadOptions, resolve_gpu_layers
+from reflectchat.core.llama_backend import (
+    LlamaBackend,
+    LoadOptions,
+    ModelLoadError,
+    resolve_gpu_layers,
+)
 from reflectchat.core.models import ResolvedModel, resolve_model
 from reflectchat.core.prompts import REFLECTION_SYSTEM_PROMPT
 from reflectchat.core.reply import ReplyStream
-from tests.gguf_fixtures import embedded_model_path
+from tests.conftest import cli, run_env
+from tests.gguf_fixtures import embedded_model_path, write_chat_template_gguf
 
 QUESTION = [
     Message("system", REFLECTION_SYSTEM_PROMPT),
@@ -179,3 +192,109 @@ def test_extra_buffers_follow_the_build_and_the_override(monkeypatch: pytest.Mon
     monkeypatch.setattr(lb, "amx_build", lambda: False)
     monkeypatch.delenv("REFLECTCHAT_AMX")
     assert lb.extra_buffers_allowed() is True
+
+
+# -- issue 13: hostile templates, impossible contexts ------------------------------------------
+
+BOMB = "{{ 'x' * 200000000 }}"
+# Harmless for a lone user turn (what the load tries), explosive once a system prompt is there.
+LATE_BOMB = (
+    "{% if messages[0]['role'] == 'system' %}{{ 'x' * 200000000 }}{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}<|im_start|>assistant\n"
+)
+
+
+@pytest.fixture(scope="module")
+def bomb_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("bomb") / "bomb-smollm2.gguf"
+    return write_chat_template_gguf(embedded_model_path(), dst, BOMB)
+
+
+def test_a_hostile_chat_template_fails_the_load_quickly(bomb_gguf: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError) as info:
+        LlamaBackend(resolve_model(str(bomb_gguf)), LoadOptions(n_ctx=2048))
+    assert time.monotonic() - start < 20  # the load itself, and the template refused in ms
+    message = str(info.value)
+    assert "\n" not in message
+    assert "chat template in bomb-smollm2.gguf is unsafe" in message
+    assert "more than" in message and "another copy" in message
+
+
+def test_ask_with_a_hostile_template_is_one_line_and_bounded_in_memory(
+    bomb_gguf: Path, tmp_path: Path
+) -> None:
+    def cap_memory() -> None:  # were the template rendered, the child dies instead of the host
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            cli("ask", "hi", "-m", str(bomb_gguf)),
+            stdout=out,
+            stderr=err,
+            env=run_env(),
+            preexec_fn=cap_memory,
+        )
+    killer = threading.Timer(120, proc.kill)
+    killer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)  # wait4: this child's own peak memory
+    finally:
+        killer.cancel()
+    stderr = err_path.read_text()
+    assert os.waitstatus_to_exitcode(status) == 2, stderr
+    assert out_path.read_text() == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "chat template" in lines[0] and "unsafe" in lines[0], stderr
+    assert "Traceback" not in stderr
+    assert usage.ru_maxrss < 1 << 20, usage.ru_maxrss  # < 1 GB: the 200 MB string never existed
+
+
+def test_a_template_that_explodes_later_fails_that_prompt_only(tmp_path: Path) -> None:
+    path = write_chat_template_gguf(embedded_model_path(), tmp_path / "late.gguf", LATE_BOMB)
+    late = LlamaBackend(resolve_model(str(path)), LoadOptions(n_ctx=512))
+    user_only = [Message("user", "hi")]
+    expected = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant"  # Jinja drops the last \n
+    assert late.render_prompt(user_only) == expected
+    start = time.monotonic()
+    with pytest.raises(EngineError, match=r"chat template in late\.gguf is unsafe") as info:
+        list(late.stream(QUESTION, GenerationParams(max_tokens=4)))
+    assert time.monotonic() - start < 2
+    assert "\n" not in str(info.value)
+    events, text = collect(late, GenerationParams(seed=1, max_tokens=4), user_only)
+    assert events[-1].stats.completion_tokens == 4 and text  # the model is still usable
+
+
+def test_a_context_too_big_to_allocate_says_so() -> None:
+    # 10M tokens of SmolLM2's KV cache is ~230 GB: --force skips the fit check, llama.cpp fails.
+    with pytest.raises(ModelLoadError) as info:
+        LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=10_000_000, force=True))
+    message = str(info.value)
+    assert "could not allocate a 10,000,000-token context" in message, message
+    assert re.search(r"try --ctx \d+ or smaller", message), message
+    assert "damaged" not in message and "download" not in message.lower()
+
+
+def test_ask_with_a_context_too_big_to_allocate_is_one_line() -> None:
+    proc = subprocess.run(
+        cli("ask", "hi", "--ctx", "10000000", "--force"),
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "could not allocate a 10,000,000-token context" in lines[0]
+    assert "--ctx" in lines[0] and "damaged" not in lines[0]
+
+
+def test_the_context_is_capped_at_the_trained_one_unless_forced() -> None:
+    assert LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=16384)).n_ctx == 8192
+    forced = LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=16384, force=True))
+    assert forced.n_ctx == 16384 and forced.describe().n_ctx == 16384
+    with pytest.raises(ModelLoadError, match="--ctx must be between 1 and 16,777,216"):
+        LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=1 << 32, force=True))

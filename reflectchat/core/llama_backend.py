@@ -43,7 +43,15 @@ from reflectchat.core.fit import (
 from reflectchat.core.gguf_file import GGUFHeader, read_gguf_parts
 from reflectchat.core.machine import available_ram, gpu_devices
 from reflectchat.core.models import ResolvedModel
+from reflectchat.core.prompts import (
+    ChatTemplate,
+    TemplateError,
+    UnsafeTemplateError,
+    prompt_char_limit,
+)
 from reflectchat.core.strict_format import TAGS, strict_format_grammar
+
+MAX_CTX = 1 << 24  # llama.cpp's n_ctx is 32-bit; no model is trained on more than this
 
 # Tags a template may leave open at the end of the prompt (the reply then starts inside them).
 _PREFILL_TAGS = ("<think>", "<thinking>", "<thought>")
@@ -169,9 +177,16 @@ class LlamaBackend:
         # arbitrary bytes, and its own failure is a bare "Failed to load model".
         self.parts = read_gguf_parts(model.path)
         self.header: GGUFHeader = self.parts[0]
-        trained_ctx = self.header.context_length or 4096
+        trained_ctx = self.header.context_length
         wanted_ctx = options.n_ctx or (model.entry.context if model.entry else 4096)
-        self.n_ctx = min(wanted_ctx, trained_ctx) if not options.n_ctx else wanted_ctx
+        if not 1 <= wanted_ctx <= MAX_CTX:
+            raise ModelLoadError(f"--ctx must be between 1 and {MAX_CTX:,}, not {wanted_ctx:,}")
+        # Beyond the trained context a model degrades and its KV cache may not even fit: capped
+        # there unless --force asks for more.
+        if trained_ctx and not (options.force and options.n_ctx):
+            self.n_ctx = min(wanted_ctx, trained_ctx)
+        else:
+            self.n_ctx = wanted_ctx
         self.fit = self._check_fit(options)
         self.gpu_layers = self.fit.gpu_layers
 
@@ -197,6 +212,11 @@ class LlamaBackend:
                 self.llm = Llama(**kwargs)
         except Exception as exc:  # llama.cpp reports every failure as a bare ValueError
             reason = (LLAMA_LOG.reason() or str(exc)).rstrip(".")
+            if "llama_context" in str(exc):  # the weights loaded; the context did not
+                raise ModelLoadError(
+                    f"llama.cpp could not allocate a {self.n_ctx:,}-token context for "
+                    f"{model.path.name} ({reason}): try --ctx {self._smaller_ctx()} or smaller"
+                ) from exc
             if "architecture" in reason:
                 hint = "this llama.cpp is too old for the model: upgrade llama-cpp-python"
             else:
@@ -214,6 +234,21 @@ class LlamaBackend:
         self._formatter = self._make_formatter()
         self.special_tags = self._find_special_tags()
         self._grammar_text = strict_format_grammar(self.special_tags)
+
+    def _smaller_ctx(self) -> int:
+        """A context worth trying after one failed to allocate: what the free RAM holds beside
+        the weights, within the trained context, and below the one that failed."""
+        candidates = [max(self.n_ctx // 2, 256)]
+        if self.header.context_length:
+            candidates.append(self.header.context_length)
+        estimate = self.fit.estimate
+        ram = available_ram()
+        if ram and estimate.kv_bytes and estimate.n_ctx:
+            per_token = estimate.kv_bytes / estimate.n_ctx
+            room = ram - estimate.weights_bytes - estimate.compute_bytes
+            candidates.append(int(room / per_token) if room > 0 else 256)
+        best = min(candidates)
+        return max(256, best // 256 * 256)
 
     def _check_fit(self, options: LoadOptions) -> FitReport:
         """Weights + KV cache against free RAM/VRAM, before llama.cpp allocates anything."""
@@ -236,7 +271,7 @@ class LlamaBackend:
             self._llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | self._llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
         )
         for tag in TAGS:
-            ids = self.llm.tokenize(tag.encode(), add_bos=False, special=True)
+            ids = self._tokenize(tag.encode(), add_bos=False)
             if (
                 len(ids) == 1
                 and self._llama_cpp.llama_vocab_get_attr(self._vocab, ids[0]) & special
@@ -277,24 +312,40 @@ class LlamaBackend:
             return ""
         return self.piece(token).decode("utf-8", "replace")
 
-    def _make_formatter(self) -> Any:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
+    def _make_formatter(self) -> ChatTemplate | None:
+        """The GGUF's chat template, compiled in the bounded sandbox and tried once on a tiny
+        conversation, so a hostile template fails the load (exit 2) in seconds rather than
+        exhausting memory on the first prompt. Failing beats falling back to ChatML: a template
+        like that means the file is not what it claims to be, and a silent fallback would give
+        a well-made model the wrong prompt format without anyone noticing."""
         template = self.chat_template
         if not template:
             return None
+        name = self.model.path.name
         try:
-            return Jinja2ChatFormatter(
-                template=template,
+            formatter = ChatTemplate(
+                template,
                 eos_token=self._token_text(self.llm.token_eos()),
                 bos_token=self._token_text(self.llm.token_bos()),
-                add_generation_prompt=True,
             )
-        except Exception as exc:  # a broken or hostile template: say so, don't crash
+            try:
+                formatter.render([{"role": "user", "content": "Hi"}], limit=self._prompt_limit(2))
+            except UnsafeTemplateError:
+                raise
+            except TemplateError:
+                pass  # some templates refuse a lone user turn; real conversations say so if so
+        except UnsafeTemplateError as exc:
             raise ModelLoadError(
-                f"the chat template in {self.model.path.name} is invalid ({exc}); "
-                "use another copy of the model"
+                f"the chat template in {name} is unsafe: {exc}; use another copy of the model"
             ) from exc
+        except TemplateError as exc:  # it does not compile
+            raise ModelLoadError(
+                f"the chat template in {name} is invalid ({exc}); use another copy of the model"
+            ) from exc
+        return formatter
+
+    def _prompt_limit(self, input_chars: int) -> int:
+        return prompt_char_limit(self.n_ctx, input_chars)
 
     def render_prompt(self, messages: list[Message]) -> str:
         """The conversation as the model expects it, via the template stored in the GGUF."""
@@ -303,15 +354,36 @@ class LlamaBackend:
             # No template in the file: ChatML is what most small instruct models understand.
             parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
             return "".join(parts) + "<|im_start|>assistant\n"
+        limit = self._prompt_limit(sum(len(m.content) + len(m.role) for m in messages))
+        name = self.model.path.name
         try:
-            return self._formatter(messages=payload).prompt
-        except Exception as exc:  # SecurityError from the sandbox, raise_exception(), …
+            return self._formatter.render(payload, limit=limit)
+        except UnsafeTemplateError as exc:
             raise EngineError(
-                f"the chat template in {self.model.path.name} failed to render: {exc}"
+                f"the chat template in {name} is unsafe: {exc}; use another copy of the model"
             ) from exc
+        except TemplateError as exc:  # SecurityError from the sandbox, raise_exception(), …
+            raise EngineError(f"the chat template in {name} failed to render: {exc}") from exc
+
+    def _tokenize(self, text: bytes, *, add_bos: bool) -> list[int]:
+        """llama-cpp-python's tokenize allocates a buffer of the model's whole trained context
+        on every call (40 MB for a 10M-context model); size it from the text instead: a token
+        holds at least one byte, plus BOS/EOS the tokenizer may add."""
+        n_max = len(text) + 8
+        buf = (self._llama_cpp.llama_token * n_max)()
+        n = self._llama_cpp.llama_tokenize(self._vocab, text, len(text), buf, n_max, add_bos, True)
+        if n < 0:  # cannot happen with the bound above, but llama.cpp says how many it needs
+            n_max = -n
+            buf = (self._llama_cpp.llama_token * n_max)()
+            n = self._llama_cpp.llama_tokenize(
+                self._vocab, text, len(text), buf, n_max, add_bos, True
+            )
+            if n < 0:
+                raise EngineError(f"llama.cpp could not tokenize the prompt ({n})")
+        return list(buf[:n])
 
     def tokenize_prompt(self, prompt: str) -> list[int]:
-        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens = self._tokenize(prompt.encode("utf-8"), add_bos=False)
         bos = self.llm.token_bos()
         add_bos = self._llama_cpp.llama_vocab_get_add_bos(self._vocab)
         if add_bos and bos >= 0 and (not tokens or tokens[0] != bos):
