@@ -27,6 +27,7 @@ from reflectchat.core.gguf_file import (
     read_gguf_parts,
     read_metadata_array,
 )
+from tests.conftest import cli, run_env
 from tests.gguf_fixtures import (
     ARRAY,
     F32,
@@ -39,6 +40,7 @@ from tests.gguf_fixtures import (
     TOKEN_TYPE_CONTROL,
     U8,
     U32,
+    U64,
     build_raw_gguf,
     embedded_model_path,
     gguf_string,
@@ -50,6 +52,7 @@ from tests.gguf_fixtures import (
     tensor_info,
     write_bytes,
     write_header_only,
+    write_header_value,
     write_random_after_magic,
     write_reflection_token_gguf,
     write_small_gguf,
@@ -759,3 +762,75 @@ def test_value_types_all_decode(tmp_path: Path) -> None:
     assert h.metadata["a.str"] == ["x", "é", ""]
     assert h.metadata["a.f32"] == [1.0, 2.0]
     assert h.metadata["t.bad-utf8"].endswith("ok")
+
+
+# -- issue 13: shape numbers no real model has ----------------------------------------------------
+
+IMPLAUSIBLE = [
+    ("llama.context_length", U32, 0xFFFFFFFF, "4,294,967,295"),
+    ("llama.context_length", I32, -1, "-1"),
+    ("llama.context_length", U32, 0, "0"),
+    ("llama.block_count", U32, 2**32 - 1, "4,294,967,295"),
+    ("llama.block_count", U32, 513, "513"),
+    ("llama.embedding_length", U64, 2**40, "1,099,511,627,776"),
+    ("llama.attention.head_count", U32, 100_000, "100,000"),
+    ("llama.attention.head_count_kv", I32, -8, "-8"),
+    ("llama.feed_forward_length", U64, 2**63, "9,223,372,036,854,775,808"),
+]
+
+
+@pytest.mark.parametrize(("key", "vtype", "value", "shown"), IMPLAUSIBLE)
+def test_implausible_shape_numbers_are_refused_by_name(
+    tmp_path: Path, key: str, vtype: int, value: int, shown: str
+) -> None:
+    kvs = [kv_string("general.architecture", "llama"), kv_scalar(key, vtype, value)]
+    path = write_bytes(tmp_path / "m.gguf", minimal_raw_gguf(kvs=kvs))
+    expect_error(path, "damaged", f"'{key}' is {shown}", "not a plausible value")
+
+
+def test_shape_numbers_of_the_wrong_type_or_in_per_layer_arrays(tmp_path: Path) -> None:
+    wrong_type = [
+        kv_string("general.architecture", "llama"),
+        kv_string("llama.block_count", "thirty"),
+    ]
+    path = write_bytes(tmp_path / "a.gguf", minimal_raw_gguf(kvs=wrong_type))
+    expect_error(path, "damaged", "'llama.block_count' holds 'thirty', not a whole number")
+    long_array = [
+        kv_string("general.architecture", "llama"),
+        kv_array("llama.attention.head_count_kv", I32, [8] * 99 + [-1]),  # not inlined
+    ]
+    path = write_bytes(tmp_path / "b.gguf", minimal_raw_gguf(kvs=long_array))
+    expect_error(path, "damaged", "'llama.attention.head_count_kv' is -1")
+
+
+def test_plausible_extremes_still_load(tmp_path: Path) -> None:
+    kvs = [
+        kv_string("general.architecture", "mamba"),
+        kv_scalar("mamba.context_length", U32, 10_485_760),  # Llama 4 Scout's
+        kv_scalar("mamba.block_count", U32, 512),
+        kv_scalar("mamba.attention.head_count", U32, 0),  # Mamba stores 0 heads
+        kv_array("mamba.attention.head_count_kv", I32, [0, 8] * 60),  # hybrid, per layer
+        kv_scalar("mamba.embedding_length", U32, 16384),
+    ]
+    h = read_gguf_header(write_bytes(tmp_path / "m.gguf", minimal_raw_gguf(kvs=kvs)))
+    assert h.context_length == 10_485_760 and h.block_count == 512
+    no_arch = [kv_scalar("llama.context_length", U32, 0xFFFFFFFF)]  # nothing to check it against
+    assert read_gguf_header(write_bytes(tmp_path / "n.gguf", minimal_raw_gguf(kvs=no_arch)))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "force"),
+    [("llama.context_length", 0xFFFFFFFF, False), ("llama.block_count", 2**32 - 1, True)],
+)
+def test_ask_names_the_file_and_the_key_even_with_force(
+    model: Path, tmp_path: Path, key: str, value: int, force: bool
+) -> None:
+    """Before: 'Array length must be >= 0' naming nothing; with --force, a silent abort."""
+    path = write_header_value(model, tmp_path / "bad-header.gguf", key, value)
+    args = ["ask", "hi", "-m", str(path)] + (["--force"] if force else [])
+    proc = subprocess.run(cli(*args), capture_output=True, text=True, env=run_env(), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(path) in lines[0] and f"'{key}' is {value:,}" in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr

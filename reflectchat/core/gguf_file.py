@@ -54,6 +54,23 @@ MAX_ARRAY_ITEMS = 1 << 30  # GGUF_MAX_ARRAY_ELEMENTS in llama.cpp
 MAX_STRING_ARRAY_ITEMS = 1 << 24
 MAX_TENSORS = 1 << 20
 MAX_KV = 1 << 20
+_MAX_LAYERS = 512  # LLAMA_MAX_LAYERS in llama.cpp
+# Plausible ranges for the architecture's shape keys ("llama.context_length", …): wide enough for
+# every real model (Llama 4 Scout: 10M context; Llama 3.1 405B: 126 layers, 16,384 wide; Mamba
+# stores 0 heads), narrow enough that nothing downstream overflows or allocates absurdly.
+HPARAM_RANGES: dict[str, tuple[int, int]] = {
+    "context_length": (1, 1 << 24),
+    "block_count": (1, _MAX_LAYERS),
+    "embedding_length": (1, 1 << 17),
+    "feed_forward_length": (0, 1 << 20),
+    "attention.head_count": (0, 1 << 12),
+    "attention.head_count_kv": (0, 1 << 12),
+    "attention.key_length": (0, 1 << 16),
+    "attention.value_length": (0, 1 << 16),
+    "vocab_size": (1, MAX_STRING_ARRAY_ITEMS),
+    "expert_count": (0, 1 << 12),
+    "expert_used_count": (0, 1 << 12),
+}
 INLINE_ARRAY_LIMIT = 64  # arrays of at most this many items are returned as lists
 INT64_MAX = (1 << 63) - 1
 _MIN_KV_BYTES = 8 + 1 + 4 + 1  # key length, a one-byte key, value type, a one-byte value
@@ -615,6 +632,7 @@ class _Parser:
             if key == "general.alignment":
                 alignment_type = vtype
             metadata[key], pos = self.value(pos, vtype, key)
+        self.check_hparams(metadata)
 
         alignment = DEFAULT_ALIGNMENT
         if alignment_type is not None:
@@ -705,6 +723,40 @@ class _Parser:
         if pos > self.limit:
             self.past_end(what)
         return ArrayInfo(item_type, n, start, pos - start), pos
+
+    def check_hparams(self, metadata: dict[str, object]) -> None:
+        """The model's shape numbers within what any real model has: llama.cpp trusts them to
+        size arrays and buffers (context_length 0xFFFFFFFF reaches llama-cpp-python as -1, an
+        impossible block_count aborts the process), so a file claiming otherwise is refused
+        here, with the key named, even under --force."""
+        arch = metadata.get("general.architecture")
+        if not isinstance(arch, str):
+            return
+        for suffix, (low, high) in HPARAM_RANGES.items():
+            key = f"{arch}.{suffix}"
+            if key not in metadata:
+                continue
+            value = metadata[key]
+            if isinstance(value, ArrayInfo):
+                value = self.small_int_array(value)
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, bool) or not isinstance(item, int):
+                    self.fail(f"{_q(key)} holds {_q(str(item), 40)}, not a whole number")
+                if not low <= item <= high:
+                    self.fail(
+                        f"{_q(key)} is {item:,}, not a plausible value "
+                        f"(real models have {low:,} to {high:,})"
+                    )
+
+    def small_int_array(self, value: ArrayInfo) -> list[object]:
+        """The items of a long per-layer integer array (one per layer, so at most 512)."""
+        fmt = _SCALAR_FORMATS.get(value.item_type)
+        if fmt is None or value.item_type in (ValueType.FLOAT32, ValueType.FLOAT64):
+            return [f"an array of type {value.item_type}"]
+        if value.length > 4 * _MAX_LAYERS:
+            return [f"an array of {value.length:,} items"]
+        return list(struct.unpack_from(f"<{value.length}{fmt}", self.buf, value.offset))
 
     def tensor_info(self, pos: int, i: int, names: set[str]) -> tuple[TensorInfo, int]:
         start = pos
