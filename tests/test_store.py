@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from reflectchat.core.paths import data_dir
 from reflectchat.core.store import (
     APPLICATION_ID,
     DB_FILENAME,
+    MIGRATIONS,
     SCHEMA_VERSION,
     TITLE_MAX,
     UNTITLED,
@@ -28,7 +30,7 @@ from reflectchat.core.store import (
     _fold,
     _icontains,
 )
-from tests.conftest import run_env
+from tests.conftest import cli, run_env
 
 SECTIONS = [
     {"kind": "thinking", "text": "Compare 9.11 and 9.9 digit by digit."},
@@ -374,8 +376,8 @@ def test_new_empty_file_gets_the_current_schema(db: Path) -> None:
     with Store(db) as s:
         assert s._conn is not None
         assert s._conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    assert SCHEMA_VERSION == 1
-    assert raw(db, "PRAGMA user_version") == [(1,)]
+    assert SCHEMA_VERSION == 2
+    assert raw(db, "PRAGMA user_version") == [(2,)]
     assert raw(db, "PRAGMA application_id") == [(APPLICATION_ID,)]
     names = {n for (n,) in raw(db, "SELECT name FROM sqlite_master")}
     assert {"conversations", "messages", "conversations_by_updated"} <= names
@@ -575,8 +577,7 @@ def test_disk_full_keeps_earlier_messages(store: Store, db: Path) -> None:
     with pytest.raises(StoreError) as err:
         store.add_message(cid, "user", "x" * 200_000)
     text = one_line_naming(err, db)
-    assert "disk is full" in text
-    assert "free some space" in text
+    assert f"the disk is full: free space at {db.parent}" in text
     assert [m.content for m in store.get_conversation(cid).messages] == ["first", "second"]
     with pytest.raises(StoreError, match="disk is full"):
         store.create_conversation(title="y" * 100_000, model=None, system_prompt=None)
@@ -786,3 +787,221 @@ def test_delete_last_reply_only_removes_a_trailing_assistant_message(tmp_path: P
         assert [m.role for m in store.get_conversation(cid).messages] == ["user"]
         again = store.add_message(cid, "assistant", "a2", answer="a2")
         assert again.seq == 2  # the next reply takes the freed place
+
+
+# -- huge ids, damaged cells, old files, full disks, turn order -----------------------------
+
+
+def test_an_id_past_64_bits_is_not_found_rather_than_overflowing(store: Store) -> None:
+    cid = store.create_conversation(title="t", model=None, system_prompt=None)
+    store.add_message(cid, "user", "kept")
+    huge = 2**70
+    for call in (
+        lambda: store.get_conversation(huge),
+        lambda: store.get_conversation(-huge),
+        lambda: store.add_message(huge, "user", "x"),
+        lambda: store.rename_conversation(huge, "x"),
+        lambda: store.set_system_prompt(huge, "x"),
+        lambda: store.delete_conversation(huge),
+    ):
+        with pytest.raises(ConversationNotFound, match=str(huge)):
+            call()
+    assert store.delete_last_reply(huge) is False
+    # A reply against a message id that cannot exist simply joins the latest turn.
+    assert store.add_message(cid, "assistant", "a", reply_to=huge).turn == 1
+    assert [m.content for m in store.get_conversation(cid).messages] == ["kept", "a"]
+
+
+def test_a_bad_cell_damages_only_its_field(store: Store, db: Path, isolated_home: Path) -> None:
+    cid = store.create_conversation(title="Damaged", model=None, system_prompt=None)
+    store.add_message(cid, "user", "first question")
+    hurt = store.add_message(
+        cid, "assistant", RAW, sections=SECTIONS, answer="9.9 is bigger.", params=PARAMS,
+        stats=STATS, finish_reason="stop",
+    )  # fmt: skip
+    store.add_message(cid, "user", "second question")
+    fine = store.add_message(cid, "assistant", "<output>ok</output>", sections=SECTIONS)
+    # Another tool (or a bad sector) mangles the cells of one message.
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE messages SET sections = '[{\"kind\": \"thinking\"', params = '[1, 2]',"
+        " stats = CAST(x'ff7b' AS TEXT), finish_reason = CAST(x'c3' AS TEXT) WHERE id = ?",
+        (hurt.id,),
+    )
+    conn.commit()
+    conn.close()
+    messages = store.get_conversation(cid).messages
+    assert [m.content for m in messages] == [
+        "first question", RAW, "second question", "<output>ok</output>",
+    ]  # fmt: skip
+    got = messages[1]
+    assert got.damaged == ("sections", "params", "stats")
+    assert (got.sections, got.params, got.stats) == (None, None, None)
+    assert got.answer == "9.9 is bigger."
+    assert got.finish_reason == "\ufffd"  # not UTF-8: read with a replacement character
+    assert messages[3] == fine
+    # ...and the history commands show what can be read.
+    env = run_env(REFLECTCHAT_HOME=str(isolated_home))
+    home_db = data_dir() / DB_FILENAME
+    home_db.parent.mkdir(parents=True)
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{db}{suffix}").exists():
+            Path(f"{home_db}{suffix}").write_bytes(Path(f"{db}{suffix}").read_bytes())
+    for args in (("history", "show", str(cid)), ("history", "export", str(cid))):
+        done = subprocess.run(cli(*args), capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "9.9 is bigger." in done.stdout and "second question" in done.stdout
+        assert "Traceback" not in done.stderr
+
+
+def _v1_history(db: Path) -> None:
+    """A history as reflectchat wrote it before messages had turns: schema v1."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO conversations (title, model, system_prompt, created_at, updated_at)"
+        " VALUES ('Old chat', 'smollm2', NULL, 1, 2), ('Replies only', NULL, NULL, 1, 1)"
+    )
+    for cid, seq, role, content in [
+        (1, 1, "user", "old question one"),
+        (1, 2, "assistant", "old answer one"),
+        (1, 3, "user", "old question two"),
+        (1, 4, "assistant", "old answer two"),
+        (2, 1, "assistant", "a reply before any question"),
+    ]:
+        conn.execute(
+            "INSERT INTO messages (conversation_id, seq, role, content, created_at)"
+            " VALUES (?, ?, ?, ?, 1)",
+            (cid, seq, role, content),
+        )
+    conn.close()  # the last connection checkpoints: a clean, WAL-mode file
+
+
+def test_an_old_history_is_read_as_is_and_migrated_by_the_first_write(db: Path) -> None:
+    _v1_history(db)
+    before = db.read_bytes()
+    with Store(db) as s:  # reading never migrates
+        messages = s.get_conversation(1).messages
+        assert [(m.content, m.turn) for m in messages] == [
+            ("old question one", 1), ("old answer one", 1),
+            ("old question two", 2), ("old answer two", 2),
+        ]  # fmt: skip
+        assert [c.title for c in s.list_conversations()] == ["Old chat", "Replies only"]
+        assert [c.id for c, _ in s.search("question two")] == [1]
+    assert db.read_bytes() == before
+    assert raw(db, "PRAGMA user_version") == [(1,)]
+    with Store(db) as s:
+        s.add_message(2, "user", "a new question")
+        assert raw(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert [(m.content, m.turn) for m in s.get_conversation(1).messages] == [
+            ("old question one", 1), ("old answer one", 1),
+            ("old question two", 2), ("old answer two", 2),
+        ]  # fmt: skip
+        assert [(m.content, m.turn) for m in s.get_conversation(2).messages] == [
+            ("a reply before any question", 0), ("a new question", 1),
+        ]  # fmt: skip
+    assert raw(db, "SELECT turn FROM messages ORDER BY id") == [(1,), (1,), (2,), (2,), (0,), (1,)]
+    assert raw(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_full_disk_still_reads_and_says_the_disk_is_full(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _v1_history(db)  # needs a migration, which must not stop reading
+    (pages,) = raw(db, "PRAGMA page_count")[0]
+    connect = Store._connect
+
+    def full_disk(self: Store) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.execute(f"PRAGMA max_page_count = {pages}")  # the file cannot grow: disk full
+        return conn
+
+    monkeypatch.setattr(Store, "_connect", full_disk)
+    with Store(db) as s:
+        assert [c.title for c in s.list_conversations()] == ["Old chat", "Replies only"]
+        assert s.latest_conversation_id() == 1
+        assert len(s.get_conversation(1).messages) == 4
+        assert [c.id for c, _ in s.search("answer one")] == [1]
+        with pytest.raises(StoreError) as err:
+            s.add_message(1, "user", "x" * 100_000)
+        text = one_line_naming(err, db)
+        assert text.startswith(f"the disk is full: free space at {db.parent} ")
+        assert "I/O" not in text
+        assert len(s.get_conversation(1).messages) == 4  # nothing half-written
+    monkeypatch.setattr(Store, "_connect", connect)  # space freed
+    with Store(db) as s:
+        assert s.add_message(1, "user", "x" * 100_000).turn == 3
+    assert raw(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+FULL_TMPFS = """
+    set -e
+    mount -t tmpfs -o size=256k tmpfs "$HOME_DIR"
+    mkdir -p "$HOME_DIR/data"
+    cp "$SOURCE" "$HOME_DIR/data/history.sqlite3"
+    head -c 1048576 /dev/zero > "$HOME_DIR/filler" 2>/dev/null || true
+    "$PYTHON" -m reflectchat history list
+    "$PYTHON" -c "$WRITE"
+"""
+WRITE_ON_FULL_DISK = """
+from reflectchat.core.store import Store, StoreError
+try:
+    Store().add_message(1, "user", "x" * 100_000)
+except StoreError as exc:
+    print(exc)
+"""
+
+
+def test_a_really_full_disk_lists_the_history(tmp_path: Path) -> None:
+    # A real ENOSPC: a 256 KiB tmpfs in a user + mount namespace (no root needed where the
+    # kernel allows unprivileged namespaces). SQLite then cannot create the -shm index.
+    unshare = shutil.which("unshare")
+    probe = subprocess.run([unshare, "-rm", "true"], capture_output=True) if unshare else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("unprivileged user and mount namespaces (unshare -rm) are not available")
+    source = tmp_path / "source.sqlite3"
+    with Store(source) as s:
+        cid = s.create_conversation(title="Survives a full disk", model=None, system_prompt=None)
+        for i in range(20):
+            s.add_message(cid, "user", f"message {i}")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = run_env(
+        HOME_DIR=str(home), SOURCE=str(source), PYTHON=sys.executable,
+        WRITE=WRITE_ON_FULL_DISK, REFLECTCHAT_HOME=str(home),
+    )  # fmt: skip
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", textwrap.dedent(FULL_TMPFS)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Survives a full disk" in done.stdout
+    assert f"the disk is full: free space at {home / 'data'}" in done.stdout
+    assert "I/O" not in done.stdout + done.stderr
+
+
+def test_a_late_reply_keeps_its_turn(db: Path) -> None:
+    # Threads with their own Store: the first reply is stored after the second question.
+    with Store(db) as s:
+        cid = s.create_conversation(title="t", model=None, system_prompt=None)
+    with Store(db) as a, Store(db) as b:
+        qa = a.add_message(cid, "user", "A asks")
+        qb = b.add_message(cid, "user", "B asks")
+        b.add_message(cid, "assistant", "B's answer", reply_to=qb.id)
+        a.add_message(cid, "assistant", "A's answer", reply_to=qa.id)
+        b.add_message(cid, "user", "B asks again")
+        b.add_message(cid, "assistant", "B's second answer")  # no reply_to: the latest turn
+        messages = a.get_conversation(cid).messages
+        assert [m.content for m in messages] == [
+            "A asks", "A's answer", "B asks", "B's answer", "B asks again", "B's second answer",
+        ]  # fmt: skip
+        assert [m.turn for m in messages] == [1, 1, 2, 2, 3, 3]
+        assert [m.seq for m in messages] == [1, 4, 2, 3, 5, 6]  # seq stays arrival order
+        # Regenerating A's reply removes A's reply, not the conversation's last message.
+        assert a.delete_last_reply(cid, reply_to=qa.id) is True
+        assert "A's answer" not in [m.content for m in b.get_conversation(cid).messages]
+        assert a.delete_last_reply(cid) is True  # the last message in turn order
+        assert [m.content for m in b.get_conversation(cid).messages][-1] == "B asks again"

@@ -7,20 +7,27 @@ database file, what went wrong, what to do. Nothing here ever deletes or rewrite
 read.
 
 Opening is on the start-up path of `reflectchat ask`, so when the schema is current it costs a
-few pragmas and one version read; migrations (numbered by `PRAGMA user_version`) only run when
-the file is older than this code.
+few pragmas and one version read. Migrations (numbered by `PRAGMA user_version`) run with the
+first write to a file older than this code, never on the read path: `history list` works on an
+old file, a read-only one, or one on a full disk. When the disk is too full for SQLite's WAL
+index (the -shm file), the history is read through a connection that keeps that index in memory.
+
+Messages are ordered by turn, not by arrival: a user message opens a new turn when it is
+committed, and a reply is stored against its user message, so two processes writing to one
+conversation cannot interleave a slow reply after someone else's next question.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +78,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX messages_by_conversation_role ON messages (conversation_id, role)",
         f"PRAGMA application_id = {APPLICATION_ID}",
     ),
+    (
+        # v2: messages are ordered by (turn, seq). Existing messages get the turn their arrival
+        # order implies: the number of user messages up to and including them.
+        "ALTER TABLE messages ADD COLUMN turn INTEGER NOT NULL DEFAULT 0",
+        """UPDATE messages SET turn = (
+            SELECT COUNT(*) FROM messages u
+            WHERE u.conversation_id = messages.conversation_id AND u.role = 'user'
+                AND u.seq <= messages.seq
+        )""",
+        "CREATE INDEX messages_by_turn ON messages (conversation_id, turn, seq)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -87,9 +105,19 @@ _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
 
+# SQLite needs room for at least its WAL index (32 KiB) and a few pages; below this much free
+# space an I/O error is the disk being full (SQLite itself only says "disk I/O error").
+_FULL_BELOW_BYTES = 1 << 20
+# Conversation ids are SQLite INTEGERs; anything outside cannot exist (and would overflow).
+_ID_MIN, _ID_MAX = -(2**63), 2**63 - 1
+
 
 class StoreError(Exception):
     """A history failure meant for people: one line naming the file and what to do."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code  # the SQLite primary result code, when SQLite failed
 
 
 class ConversationNotFound(StoreError):
@@ -114,6 +142,10 @@ class StoredMessage:
     finish_reason: str | None  # "stop" | "length" | "cancelled" | "error"
     stats: dict | None
     created_at: float  # unix time
+    turn: int = 0  # the user message's turn; its replies share it (0: replies before any)
+    # Fields whose stored value could not be read (left None/empty rather than failing the
+    # whole conversation); `content` is what a renderer falls back on.
+    damaged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +173,7 @@ _MESSAGE_COLUMNS = (
     "id, conversation_id, seq, role, content, sections, answer, model, params, finish_reason,"
     " stats, created_at"
 )
+_TURN_VERSION = 2  # the schema version that has messages.turn
 
 
 class Store:
@@ -154,25 +187,24 @@ class Store:
         self._busy_timeout_s = max(0.0, busy_timeout_s)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._version = 0  # the file's schema version as last seen
+        # Reading with the WAL index in memory (the disk was too full for the -shm file); such
+        # a connection locks out other processes, so it is closed after every call.
+        self._exclusive = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(_cannot_write(self.path, exc.strerror or str(exc))) from exc
-        conn = self._connect()
-        try:
-            self._conn = conn
-            self._open()
-        except BaseException:
-            self._conn = None
-            conn.close()
-            raise
+        with self._lock:
+            self._conn = self._open_connection()
 
     # -- opening -------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per call.
-            return sqlite3.connect(
+            conn = sqlite3.connect(
                 self.path,
                 timeout=self._busy_timeout_s,
                 isolation_level=None,
@@ -180,12 +212,35 @@ class Store:
             )
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+        # Text that is not UTF-8 (written by another tool) is read with U+FFFD rather than
+        # failing the whole query.
+        conn.text_factory = _decode_text
+        return conn
 
-    def _open(self) -> None:
-        conn = self._require_conn()
+    def _open_connection(self) -> sqlite3.Connection:
+        try:
+            conn = self._configured(exclusive=False)
+        except StoreError as exc:
+            if exc.code not in (_SQLITE_IOERR, _SQLITE_FULL):
+                raise
+            # Opening a WAL file needs space for its -shm index (SQLITE_IOERR_SHMSIZE on a full
+            # disk). In exclusive locking mode that index lives in memory instead.
+            try:
+                conn = self._configured(exclusive=True)
+            except StoreError:
+                raise exc from None  # the first failure is the one that explains
+            self._exclusive = True
+            return conn
+        self._exclusive = False
+        return conn
+
+    def _configured(self, *, exclusive: bool) -> sqlite3.Connection:
+        conn = self._connect()
 
         def check_and_configure() -> int:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            if exclusive:  # before the first read, or SQLite maps the -shm file anyway
+                conn.execute("PRAGMA locking_mode = EXCLUSIVE")
             # Read the header before anything that could write, so a newer or foreign file is
             # refused without being touched. This read is also what detects "not a database".
             version = self._check_header(conn)
@@ -194,9 +249,16 @@ class Store:
             conn.execute("PRAGMA foreign_keys = ON")
             return version
 
-        version = self._retrying(check_and_configure)
-        if version < SCHEMA_VERSION:
-            self._write(self._migrate)
+        try:
+            self._version = self._retrying(check_and_configure)
+            if self._version == 0:
+                # A brand-new file: reads need the tables, so create them now. Older files are
+                # migrated by the first write instead (see _write).
+                self._version = self._transaction("BEGIN IMMEDIATE", self._migrate, conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _check_header(self, conn: sqlite3.Connection) -> int:
         """The schema version, after refusing files that are newer or not ours."""
@@ -218,16 +280,19 @@ class Store:
             raise StoreError(_not_readable(self.path, "it holds another program's tables"))
         return int(version)
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection) -> int:
         # Re-read inside the write transaction: another process may have migrated meanwhile.
         version = self._check_header(conn)
-        for step in MIGRATIONS[version:]:
-            for statement in step:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version < SCHEMA_VERSION:
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return SCHEMA_VERSION
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 conn.close()
@@ -266,10 +331,18 @@ class Store:
         params: dict | None = None,
         finish_reason: str | None = None,
         stats: dict | None = None,
+        reply_to: int | None = None,
     ) -> StoredMessage:
-        """Append one message; it is committed (durable against crashes) when this returns."""
+        """Append one message; it is committed (durable against crashes) when this returns.
+
+        A user message opens the next turn. A reply joins the turn of `reply_to` (the id of
+        the user message it answers), however late it arrives; without one (or when that
+        message is gone) it joins the latest turn."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        _check_id(conversation_id)
+        if reply_to is not None and not _ID_MIN <= reply_to <= _ID_MAX:
+            reply_to = None
         encoded = (_to_json(sections), _to_json(params), _to_json(stats))
 
         def insert(conn: sqlite3.Connection) -> StoredMessage:
@@ -283,18 +356,28 @@ class Store:
             ).rowcount
             if not touched:
                 raise ConversationNotFound(conversation_id)
-            (seq,) = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?",
+            seq, latest = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1, COALESCE(MAX(turn), 0) FROM messages"
+                " WHERE conversation_id = ?",
                 (conversation_id,),
             ).fetchone()
+            turn = latest + 1 if role == "user" else latest
+            if role == "assistant" and reply_to is not None:
+                asked = conn.execute(
+                    "SELECT turn FROM messages WHERE id = ? AND conversation_id = ?"
+                    " AND role = 'user'",
+                    (reply_to, conversation_id),
+                ).fetchone()
+                if asked is not None:
+                    turn = asked[0]
             row = (
                 conversation_id, seq, role, content, encoded[0], answer, model, encoded[1],
-                finish_reason, encoded[2], now,
+                finish_reason, encoded[2], now, turn,
             )  # fmt: skip
             cur = conn.execute(
                 "INSERT INTO messages (conversation_id, seq, role, content, sections, answer,"
-                " model, params, finish_reason, stats, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model, params, finish_reason, stats, created_at, turn)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             return _message((cur.lastrowid, *row))
@@ -310,6 +393,8 @@ class Store:
     def _update(self, conversation_id: int, column: str, value: object) -> None:
         # Metadata edits deliberately leave updated_at alone: renaming an old chat should not
         # make it the one `ask --continue` picks up.
+        _check_id(conversation_id)
+
         def update(conn: sqlite3.Connection) -> None:
             sql = f"UPDATE conversations SET {column} = ? WHERE id = ?"
             if not conn.execute(sql, (value, conversation_id)).rowcount:
@@ -319,6 +404,7 @@ class Store:
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation and (by ON DELETE CASCADE) its messages."""
+        _check_id(conversation_id)
 
         def delete(conn: sqlite3.Connection) -> None:
             if not conn.execute(
@@ -328,15 +414,28 @@ class Store:
 
         self._write(delete)
 
-    def delete_last_reply(self, conversation_id: int) -> bool:
+    def delete_last_reply(self, conversation_id: int, reply_to: int | None = None) -> bool:
         """Delete the conversation's last message if it is an assistant reply (regenerating
-        replaces it); False when the last message is not a reply."""
+        replaces it); False when the last message is not a reply. With `reply_to` (a user
+        message's id), delete the latest reply to that message instead, wherever it is."""
+        if not _ID_MIN <= conversation_id <= _ID_MAX:
+            return False
 
         def delete(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT id, role FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
-                (conversation_id,),
-            ).fetchone()
+            if reply_to is not None:
+                row = conn.execute(
+                    "SELECT r.id, r.role FROM messages r JOIN messages u"
+                    " ON u.conversation_id = r.conversation_id AND u.turn = r.turn"
+                    " WHERE u.id = ? AND u.conversation_id = ? AND u.role = 'user'"
+                    " AND r.role = 'assistant' ORDER BY r.seq DESC LIMIT 1",
+                    (reply_to, conversation_id),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT id, role FROM messages WHERE conversation_id = ?"
+                    " ORDER BY turn DESC, seq DESC LIMIT 1",
+                    (conversation_id,),
+                ).fetchone()
             if row is None or row[1] != "assistant":
                 return False
             conn.execute("DELETE FROM messages WHERE id = ?", (row[0],))
@@ -347,6 +446,11 @@ class Store:
     # -- reading -------------------------------------------------------------------------
 
     def get_conversation(self, conversation_id: int) -> Conversation:
+        """The conversation with its messages in turn order. A message field that cannot be
+        read is left out (named in `damaged`) instead of failing the conversation."""
+        _check_id(conversation_id)
+        has_turns = self._version >= _TURN_VERSION
+
         def read(conn: sqlite3.Connection) -> Conversation:
             row = conn.execute(
                 f"SELECT {_SUMMARY_COLUMNS}, c.system_prompt FROM conversations c WHERE c.id = ?",
@@ -354,14 +458,21 @@ class Store:
             ).fetchone()
             if row is None:
                 raise ConversationNotFound(conversation_id)
-            messages = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS}, {'turn' if has_turns else '0'} FROM messages"
+                f" WHERE conversation_id = ? ORDER BY {'turn, seq' if has_turns else 'seq'}",
                 (conversation_id,),
             ).fetchall()
+            messages = [_message(m) for m in rows]
+            if not has_turns:  # a file not yet migrated: the turns its arrival order implies
+                turn = 0
+                for i, m in enumerate(messages):
+                    turn += m.role == "user"
+                    messages[i] = replace(m, turn=turn)
             return Conversation(
                 summary=ConversationSummary(*row[:6]),
                 system_prompt=row[6],
-                messages=[_message(m) for m in messages],
+                messages=messages,
             )
 
         # One read transaction, so the summary and the messages are the same snapshot.
@@ -398,6 +509,7 @@ class Store:
         needle = _fold(text)
         if not needle:
             return []
+        order = "turn, seq" if self._version >= _TURN_VERSION else "seq"
 
         def read(conn: sqlite3.Connection) -> list[tuple[ConversationSummary, str]]:
             # SQLite's LIKE/lower() only fold ASCII; a Python function folds all of Unicode.
@@ -414,7 +526,7 @@ class Store:
                 summary = ConversationSummary(*row)
                 hit = conn.execute(
                     "SELECT content FROM messages WHERE conversation_id = ?"
-                    " AND rc_icontains(content, ?) ORDER BY seq LIMIT 1",
+                    f" AND rc_icontains(content, ?) ORDER BY {order} LIMIT 1",
                     (summary.id, needle),
                 ).fetchone()
                 found.append((summary, _snippet(hit[0] if hit else summary.title, text)))
@@ -439,32 +551,54 @@ class Store:
 
     def _require_conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise StoreError(f"{self.path}: the history is closed (this is a reflectchat bug)")
+            if self._closed:
+                raise StoreError(f"{self.path}: the history is closed (this is a reflectchat bug)")
+            self._conn = self._open_connection()  # after an exclusive (full-disk) call
         return self._conn
 
     def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
         # IMMEDIATE takes the write lock up front, so a transaction never has to upgrade from
         # read to write halfway (which fails with "locked" at once, bypassing the busy timeout).
-        return self._transaction("BEGIN IMMEDIATE", body)
+        def migrated_then(conn: sqlite3.Connection) -> _T:
+            # An older file is migrated by its first write, in the same transaction, so a
+            # read-only or full disk never stops reading it.
+            if self._version < SCHEMA_VERSION:
+                self._migrate(conn)
+            return body(conn)
+
+        result = self._transaction("BEGIN IMMEDIATE", migrated_then)
+        self._version = SCHEMA_VERSION
+        return result
 
     def _read(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
         return self._transaction("BEGIN", body)
 
-    def _transaction(self, begin: str, body: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _transaction(
+        self,
+        begin: str,
+        body: Callable[[sqlite3.Connection], _T],
+        conn: sqlite3.Connection | None = None,
+    ) -> _T:
         def attempt() -> _T:
-            conn = self._require_conn()
-            conn.execute(begin)
+            active = conn if conn is not None else self._require_conn()
+            active.execute(begin)
             try:
-                result = body(conn)
-                conn.execute("COMMIT")
+                result = body(active)
+                active.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
+                if active.in_transaction:
                     with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
+                        active.execute("ROLLBACK")
                 raise
             return result
 
-        return self._retrying(attempt)
+        try:
+            return self._retrying(attempt)
+        finally:
+            if conn is None and self._exclusive and self._conn is not None:
+                # Release the exclusive lock; the next call reopens, normally if space was freed.
+                stale, self._conn = self._conn, None
+                stale.close()
 
     def _retrying(self, attempt: Callable[[], _T]) -> _T:
         """Run `attempt`, retrying on SQLITE_BUSY until the busy timeout is used up in total.
@@ -494,21 +628,30 @@ class Store:
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return StoreError(
                 f"another reflectchat process is holding the history {self.path} (still locked"
-                f" after {self._busy_timeout_s:g}s); let it finish or close it, then try again"
+                f" after {self._busy_timeout_s:g}s); let it finish or close it, then try again",
+                code=code,
             )
-        if code == _SQLITE_FULL:
+        if code == _SQLITE_FULL or (code == _SQLITE_IOERR and self._disk_is_full()):
             return StoreError(
-                f"cannot save to {self.path}: the disk is full ({detail}); free some space and"
-                " try again"
+                f"the disk is full: free space at {self.path.parent} and try again (the history"
+                f" {self.path} was not changed)",
+                code=_SQLITE_FULL,
             )
         if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
-            return StoreError(_not_readable(self.path, detail))
+            return StoreError(_not_readable(self.path, detail), code=code)
         if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM):
-            return StoreError(_cannot_write(self.path, detail))
+            return StoreError(_cannot_write(self.path, detail), code=code)
         return StoreError(
             f"the history at {self.path} failed ({detail}); check the disk and its permissions,"
-            " or set REFLECTCHAT_HOME to use another folder"
+            " or set REFLECTCHAT_HOME to use another folder",
+            code=code,
         )
+
+    def _disk_is_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.path.parent).free < _FULL_BELOW_BYTES
+        except OSError:
+            return False
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -560,25 +703,85 @@ def _to_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-def _from_json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def _check_id(conversation_id: int) -> None:
+    # SQLite would raise OverflowError for an id past 64 bits; no such conversation can exist.
+    if not _ID_MIN <= conversation_id <= _ID_MAX:
+        raise ConversationNotFound(conversation_id)
+
+
+def _decode_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+_MISSING = object()
+
+
+def _json_cell(value: Any, kind: type) -> Any:
+    """A JSON column's value, `_MISSING` when it is not valid JSON of the expected kind."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = _decode_text(value)
+    if not isinstance(value, str):
+        return _MISSING
+    try:
+        decoded: Any = json.loads(value)
+    except (ValueError, RecursionError):
+        return _MISSING
+    if kind is list:  # sections: a list of {"kind": str, ...}
+        good = isinstance(decoded, list) and all(
+            isinstance(item, dict) and isinstance(item.get("kind"), str) for item in decoded
+        )
+    else:
+        good = isinstance(decoded, kind)
+    return decoded if good else _MISSING
+
+
+def _text_cell(value: Any) -> Any:  # str, None or _MISSING
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return _decode_text(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return _MISSING
 
 
 def _message(row: Sequence[Any]) -> StoredMessage:
-    (mid, cid, seq, role, content, sections, answer, model, params, finish, stats, created) = row
+    """One message row; a cell that cannot be read (another tool's edit, a bad byte on disk)
+    becomes None and is named in `damaged`, so the rest of the conversation still shows."""
+    (
+        mid, cid, seq, role, content, sections, answer, model, params, finish, stats, created,
+        turn,
+    ) = row  # fmt: skip
+    damaged: list[str] = []
+
+    def cell(name: str, value: Any) -> Any:
+        if value is _MISSING:
+            damaged.append(name)
+            return None
+        return value
+
+    text = cell("content", _text_cell(content))
+    try:
+        when = float(created)
+    except (TypeError, ValueError):
+        when = cell("created_at", _MISSING) or 0.0
     return StoredMessage(
         id=int(mid),
         conversation_id=int(cid),
         seq=int(seq),
         role=role,
-        content=content,
-        sections=_from_json(sections),
-        answer=answer,
-        model=model,
-        params=_from_json(params),
-        finish_reason=finish,
-        stats=_from_json(stats),
-        created_at=float(created),
+        content=text if text is not None else "",
+        sections=cell("sections", _json_cell(sections, list)),
+        answer=cell("answer", _text_cell(answer)),
+        model=cell("model", _text_cell(model)),
+        params=cell("params", _json_cell(params, dict)),
+        finish_reason=cell("finish_reason", _text_cell(finish)),
+        stats=cell("stats", _json_cell(stats, dict)),
+        created_at=when,
+        turn=int(turn) if isinstance(turn, int) else 0,
+        damaged=tuple(damaged),
     )
 
 
