@@ -22,7 +22,12 @@ is refused with 401), ``corrupt`` (paths whose served bytes are altered: a check
 ``ignore_range`` (answer every GET with the whole file, as some proxies do), ``range_status``
 (answer Range requests with this error status instead), ``xet`` (advertise Xet storage in
 ``/resolve/`` answers, as the Hub does for most files today: huggingface-hub's Xet client is
-then expected to stay unused, and the plain download to follow the 302 itself).
+then expected to stay unused, and the plain download to follow the 302 itself), ``endless``
+(paths whose GET streams the file's bytes and then garbage without end, with no
+Content-Length, as a broken or hostile server might; ``sent`` counts what went out),
+``stall_after`` (path -> N: the next GET of that file sends N bytes, then nothing until the
+server stops), ``redirect_loop`` ("hub" or "cdn": that server answers every request with a 302
+back to itself).
 Every request is recorded in ``requests``.
 """
 
@@ -82,6 +87,11 @@ class FakeHub:
         self.ignore_range = False
         self.range_status: int | None = None
         self.xet = False
+        self.endless: set[str] = set()
+        self.sent: dict[str, int] = {}
+        self.stall_after: dict[str, int] = {}
+        self.redirect_loop: str | None = None
+        self.stopped = threading.Event()
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
@@ -116,6 +126,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self.stopped.set()  # releases stalled and endless answers
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -176,11 +187,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record()
-        self.handle_request(head=False)
+        if not self.loop():
+            self.handle_request(head=False)
 
     def do_HEAD(self) -> None:
         self._record()
-        self.handle_request(head=True)
+        if not self.loop():
+            self.handle_request(head=True)
+
+    def loop(self) -> bool:
+        """In redirect-loop mode, send the client back to where it came from."""
+        if self.fake.redirect_loop != self.server_name:
+            return False
+        self.reply(302, b"", {"Location": self.path}, head=True)
+        return True
 
     def _record(self) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -335,6 +355,15 @@ class _CdnHandler(_Handler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{total}"
         body = data[start : end + 1]
+        if not head and name in self.fake.endless:
+            return self.stream_without_end(name, status, headers, body)
+        stall = None if head else self.fake.stall_after.pop(name, None)
+        if stall is not None:
+            self.reply(status, body[:stall], headers, length=len(body))
+            self.wfile.flush()
+            self.fake.stopped.wait(120)  # silent, the connection open
+            self.close_connection = True
+            return
         drop = None if head else self.fake.drop_after.pop(name, None)
         if drop is None:
             return self.reply(status, body, headers, head=head)
@@ -347,6 +376,29 @@ class _CdnHandler(_Handler):
         self.wfile.flush()
         self.close_connection = True
         self.connection.shutdown(socket.SHUT_RDWR)
+
+
+    def stream_without_end(
+        self, name: str, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
+        """The file, then more and more bytes, until the client hangs up (no Content-Length:
+        the body ends only when the connection does)."""
+        self.send_response(status)
+        for key, value in headers.items():
+            if key != "Content-Range":
+                self.send_header(key, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk = b"\0" * 65536
+        try:
+            self.wfile.write(body)
+            self.fake.sent[name] = len(body)
+            while not self.fake.stopped.is_set():
+                self.wfile.write(chunk)
+                self.fake.sent[name] += len(chunk)
+        except OSError:  # the client hung up: what the test wants
+            pass
 
 
 def silent_server() -> tuple[socket.socket, str]:

@@ -81,6 +81,7 @@ def set_hub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, endpoint: str) 
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    monkeypatch.delenv("HF_HUB_DOWNLOAD_TIMEOUT", raising=False)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # in case it was set at import
     # no token saved by `hf auth login` on this machine may leak in
     monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
@@ -200,8 +201,8 @@ def test_hf_spec_of_a_first_part_brings_every_part(fake: FakeHub) -> None:
 def test_dropped_connection_resumes_with_a_range_request(
     fake: FakeHub, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # small chunks, so the bytes before the drop reach the file (the default is 10 MB)
-    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    # small chunks, so the bytes before the drop reach the file (the default is 1 MiB)
+    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
     fake.drop_after["tiny-Q8_0.gguf"] = 16384
     path = pull(plan_pull(f"{TINY}:Q8_0"))[0]
     assert path.read_bytes() == ggufs["big"].read_bytes()
@@ -214,7 +215,7 @@ def test_dropped_connection_resumes_with_a_range_request(
 def test_a_failed_download_keeps_its_bytes_for_the_next_pull(
     fake: FakeHub, tmp_path: Path, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
     fake.drop_after["tiny-Q8_0.gguf"] = 16384
     fake.range_status = 503  # the connection drops, and the retry is refused
     with pytest.raises(HubError) as info:
@@ -234,7 +235,7 @@ def test_a_failed_download_keeps_its_bytes_for_the_next_pull(
 def test_interrupted_pull_continues_where_it_stopped(
     fake: FakeHub, tmp_path: Path, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
     plan = plan_pull(f"{TINY}:Q8_0")
 
     def ctrl_c_after_32k(done: int, total: int) -> None:
@@ -260,7 +261,7 @@ def test_interrupted_pull_continues_where_it_stopped(
 def test_a_server_that_ignores_range_restarts_cleanly(
     fake: FakeHub, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
 
     def ctrl_c(done: int, total: int) -> None:
         if done >= 8192:
@@ -511,3 +512,174 @@ def test_guess_quant() -> None:
     assert hub.guess_quant("model-f16.gguf") == "F16"
     assert hub.guess_quant("README.md") is None
     assert hub.guess_quant("model.gguf") is None
+
+
+# --- hostile or broken servers (issue 13) ---------------------------------------------------------
+
+LISTED = 2784  # bytes: what the Hub lists for the file an endless server then streams
+
+
+@pytest.fixture
+def small_repo(fake: FakeHub) -> str:
+    fake.add_repo("o/r", {"r-Q4_K_M.gguf": b"GGUF" + bytes(LISTED - 4)})
+    return "o/r"
+
+
+def test_an_endless_stream_is_cut_at_the_listed_size(
+    fake: FakeHub, small_repo: str, tmp_path: Path
+) -> None:
+    fake.endless.add("r-Q4_K_M.gguf")
+    start = time.monotonic()
+    with pytest.raises(HubError) as info:
+        pull(plan_pull(f"{small_repo}:Q4_K_M"))
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert info.value.kind == "checksum"
+    assert "sent more than the 2.8 kB the Hub lists for it" in message
+    assert "the partial file was deleted" in message and "\n" not in message
+    blobs = cache(tmp_path) / "models--o--r" / "blobs"
+    assert list(blobs.iterdir()) == []  # nothing of it is kept
+    # reading stopped at once: what went out is at most what the socket buffers took
+    assert fake.sent["r-Q4_K_M.gguf"] < 64 * 2**20
+
+
+def test_a_stalled_download_times_out_and_continues_later(
+    fake: FakeHub, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "1")
+    fake.stall_after["tiny-Q8_0.gguf"] = 16384
+    start = time.monotonic()
+    with pytest.raises(HubError) as info:
+        pull(plan_pull(f"{TINY}:Q8_0"))
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert info.value.kind == "network"
+    assert "the download of tiny-Q8_0.gguf stalled: nothing came from 127.0.0.1:" in message
+    assert "for 1 s; 16.4 kB are kept" in message and "HF_HUB_DOWNLOAD_TIMEOUT" in message
+    assert len(fake.seen("cdn", "GET")) == 1  # a stall is not waited out again and again
+
+    path = pull(plan_pull(f"{TINY}:Q8_0"))[0]  # the next pull continues where it stalled
+    assert fake.seen("cdn", "GET")[-1].headers["range"] == "bytes=16384-"
+    assert path.read_bytes() == ggufs["big"].read_bytes()
+
+
+def test_the_stall_timeout_is_a_parameter_too(fake: FakeHub, small_repo: str) -> None:
+    fake.stall_after["r-Q4_K_M.gguf"] = 0
+    start = time.monotonic()
+    with pytest.raises(HubError, match=r"stalled: .* for 0\.5 s"):
+        pull(plan_pull(f"{small_repo}:Q4_K_M"), stall_timeout=0.5)
+    assert time.monotonic() - start < 4
+
+
+def test_the_default_stall_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_DOWNLOAD_TIMEOUT", raising=False)
+    assert hub.download_timeout() == 60
+    for value in ("nonsense", "0", "-3"):
+        monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", value)
+        assert hub.download_timeout() == 60
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "2.5")
+    assert hub.download_timeout() == 2.5
+
+
+@pytest.mark.parametrize("where", ["hub", "cdn"])
+def test_a_redirect_loop_is_called_one(fake: FakeHub, small_repo: str, where: str) -> None:
+    plan = plan_pull(f"{small_repo}:Q4_K_M")
+    fake.redirect_loop = where
+    with pytest.raises(HubError) as info:
+        pull(plan) if where == "cdn" else plan_pull(f"{small_repo}:Q4_K_M")
+    message = str(info.value)
+    host = (fake.cdn if where == "cdn" else fake.endpoint).removeprefix("http://")
+    assert f"{host} redirects in a loop (too many redirects)" in message
+    assert "cannot reach" not in message and "connection" not in message
+
+
+def test_huggingface_hub_logs_and_warns_nothing(fake: FakeHub) -> None:
+    import logging
+
+    hub.import_huggingface_hub()
+    assert not logging.getLogger("huggingface_hub").isEnabledFor(logging.CRITICAL)
+
+
+# --- rm never leaves the cache --------------------------------------------------------------------
+
+
+def outside_folder(tmp_path: Path) -> tuple[Path, Path]:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    precious = elsewhere / "precious-Q4_K_M.gguf"
+    precious.write_bytes(b"GGUF precious bytes")
+    return elsewhere, precious
+
+
+def test_rm_does_not_follow_a_snapshot_that_links_elsewhere(fake: FakeHub, tmp_path: Path) -> None:
+    elsewhere, precious = outside_folder(tmp_path)
+    folder = cache(tmp_path) / "models--o--r"
+    (folder / "snapshots").mkdir(parents=True)
+    (folder / "snapshots" / "abc").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("abc")
+    with pytest.raises(HubError) as info:
+        remove("o/r:Q4_K_M")
+    assert info.value.kind == "not_found"
+    assert precious.read_bytes() == b"GGUF precious bytes"
+    assert (folder / "snapshots" / "abc").is_symlink()
+    with pytest.raises(ModelNotFoundError):  # nor does it count as downloaded
+        resolve_model("o/r:Q4_K_M")
+
+
+def test_rm_unlinks_links_never_their_targets(fake: FakeHub, tmp_path: Path) -> None:
+    elsewhere, precious = outside_folder(tmp_path)
+    other = elsewhere / "sub"
+    other.mkdir()
+    (other / "inner-Q4_K_M.gguf").write_bytes(b"GGUF inner")
+    blob_elsewhere = elsewhere / "blob"
+    blob_elsewhere.write_bytes(b"GGUF blob elsewhere")
+    folder = cache(tmp_path) / "models--o--r"
+    snapshot = folder / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (folder / "blobs").mkdir()
+    (folder / "blobs" / ("b" * 64)).symlink_to(blob_elsewhere)
+    (snapshot / "link-Q4_K_M.gguf").symlink_to(precious)  # a file link out of the cache
+    (snapshot / "sub").symlink_to(other, target_is_directory=True)  # a folder link
+    (snapshot / "blob-Q4_K_M.gguf").symlink_to(Path("..", "..", "blobs", "b" * 64))
+
+    removed = remove("o/r:Q4_K_M")
+    assert sorted(p.name for p in removed) == ["blob-Q4_K_M.gguf", "link-Q4_K_M.gguf"]
+    assert not (snapshot / "link-Q4_K_M.gguf").is_symlink()
+    assert precious.read_bytes() == b"GGUF precious bytes"
+    assert (other / "inner-Q4_K_M.gguf").read_bytes() == b"GGUF inner"
+    assert blob_elsewhere.read_bytes() == b"GGUF blob elsewhere"
+    assert (snapshot / "sub").is_symlink()  # not this model's, so it stays
+
+
+def test_rm_still_removes_blobs_when_the_cache_itself_is_behind_a_link(
+    fake: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "disk" / "hub"
+    real.mkdir(parents=True)
+    (tmp_path / "linked-hub").symlink_to(real, target_is_directory=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "linked-hub"))
+    pull(plan_pull(f"{TINY}:Q4_K_M"))
+    removed = remove(f"{TINY}:Q4_K_M")
+    assert sum(1 for p in removed if p.parent.name == "blobs") == 1
+    assert not (real / "models--org--tiny-GGUF").exists()
+
+
+def test_pull_never_writes_through_a_planted_snapshot_link(
+    fake: FakeHub, tmp_path: Path
+) -> None:
+    elsewhere, _ = outside_folder(tmp_path)
+    victim = elsewhere / "tiny-Q4_K_M.gguf"
+    victim.write_bytes(b"someone's file")
+    folder = cache(tmp_path) / "models--org--tiny-GGUF"
+    (folder / "snapshots").mkdir(parents=True)
+    (folder / "snapshots" / COMMIT).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(HubError) as info:
+        pull(plan_pull(f"{TINY}:Q4_K_M"))
+    assert "is a link out of the Hugging Face cache folder" in str(info.value)
+    assert victim.read_bytes() == b"someone's file"
+    assert sorted(p.name for p in elsewhere.iterdir()) == [
+        "precious-Q4_K_M.gguf",
+        "tiny-Q4_K_M.gguf",
+    ]

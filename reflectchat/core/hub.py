@@ -23,6 +23,8 @@ import hashlib
 import os
 import re
 import shutil
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +42,12 @@ from reflectchat.core.models import (
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: a dead network fails fast
 REQUEST_TIMEOUT = 10.0  # seconds to wait for an API answer; HF_HUB_ETAG_TIMEOUT overrides
+# seconds a download may go without a single byte before it counts as stalled;
+# HF_HUB_DOWNLOAD_TIMEOUT overrides (huggingface-hub's own 10 s gives up on slow links)
+DOWNLOAD_TIMEOUT = 60.0
+_RETRIES = 5  # reconnections in a row without a new byte before a dropped download gives up
+_RETRY_PAUSE = 0.5  # seconds between them
+_CHUNK_SIZE = 1 << 20  # bytes read per write: also how far past a bound a server gets to send
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _SAFE_ETAG = re.compile(r"[0-9A-Za-z_-]{8,128}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -118,11 +126,28 @@ def _has_token() -> bool:
 def import_huggingface_hub() -> Any:
     """Import huggingface_hub, first turning off its telemetry unless the user chose: it would
     otherwise fetch an agent registry from the Hub on first use (3 s when the network is dead).
-    Its other settings are read at import time, so reflectchat passes them explicitly."""
+    Its other settings are read at import time, so reflectchat passes them explicitly.
+
+    Its log lines and warnings are silenced too (unless HF_HUB_VERBOSITY asks for them):
+    reflectchat says what went wrong in one line of its own, and huggingface-hub's retry
+    messages on stderr would only bury it."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     import huggingface_hub
+    from huggingface_hub.utils import logging as hf_logging
 
+    if not os.environ.get("HF_HUB_VERBOSITY"):
+        hf_logging.set_verbosity(hf_logging.CRITICAL + 1)
+        warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
     return huggingface_hub
+
+
+def download_timeout() -> float:
+    """Seconds without a byte after which a download stops: HF_HUB_DOWNLOAD_TIMEOUT, else 60."""
+    try:
+        value = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DOWNLOAD_TIMEOUT)
+    except ValueError:
+        return DOWNLOAD_TIMEOUT
+    return value if value > 0 else DOWNLOAD_TIMEOUT
 
 
 def _timeout() -> Any:
@@ -313,13 +338,18 @@ def _is_current(path: Path, remote: RemoteFile) -> bool:
 # --- pulling --------------------------------------------------------------------------------------
 
 
-def pull(plan: PullPlan, progress: Progress | None = None) -> list[Path]:
+def pull(
+    plan: PullPlan, progress: Progress | None = None, *, stall_timeout: float | None = None
+) -> list[Path]:
     """Download the plan's files into the Hugging Face cache; the local paths, first part first.
 
     Files already there are kept; an interrupted download continues where it stopped. Each new
     file is checked against the Hub's sha256 (a mismatch deletes it) and its GGUF header.
-    `progress(bytes_done, total)` is called as bytes arrive.
+    `progress(bytes_done, total)` is called as bytes arrive. A file stops downloading when no
+    byte comes for `stall_timeout` seconds (default: `download_timeout()`), and is deleted as
+    soon as the server sends more than its size.
     """
+    stall = stall_timeout if stall_timeout and stall_timeout > 0 else download_timeout()
     report = progress or (lambda done, total: None)
     done = cached_paths(plan)
     if done is not None:
@@ -342,7 +372,7 @@ def pull(plan: PullPlan, progress: Progress | None = None) -> list[Path]:
     paths = []
     for remote in plan.files:
         if remote in todo:
-            paths.append(_download(plan, remote, folder, counter, target))
+            paths.append(_download(plan, remote, folder, counter, target, stall))
         else:
             paths.append(cached[remote.path])
     counter.finish()
@@ -402,7 +432,12 @@ def _check_disk_space(
 
 
 def _download(
-    plan: PullPlan, remote: RemoteFile, folder: Path, counter: _Counter, target: _Target
+    plan: PullPlan,
+    remote: RemoteFile,
+    folder: Path,
+    counter: _Counter,
+    target: _Target,
+    stall: float,
 ) -> Path:
     import_huggingface_hub()
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -442,15 +477,17 @@ def _download(
     pointer = folder / "snapshots" / commit / PurePosixPath(remote.path)
     lock = hf_cache.hub_cache_dir() / ".locks" / folder.name / f"{etag}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    blob.parent.mkdir(parents=True, exist_ok=True)
+    _make_dir(folder, blob.parent)
     with WeakFileLock(lock):
         if blob.is_file():
             counter.settle(remote.path, blob.stat().st_size)
         else:
             partial = blob.with_name(f"{etag}.incomplete")
-            _fetch(source, headers, partial, size, expected_sha, counter, remote, target)
+            _fetch(
+                source, headers, partial, size, expected_sha, counter, remote, target, stall
+            )
             os.replace(partial, blob)
-        _link(blob, pointer)
+        _link(folder, blob, pointer)
         _write_ref(folder, "main", commit)
     _check_gguf(pointer, remote, folder)
     return pointer
@@ -463,40 +500,36 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
+class _Overflow(Exception):
+    """The server sent more bytes than the file has."""
+
+
 class _Sink:
-    """The file object `http_get` writes to: appends to the partial file, hashes and counts.
+    """The partial file a download appends to: hashes and counts what it writes, and never lets
+    the file grow past the size the Hub gives (an endless stream must not fill the disk)."""
 
-    `http_get` rewinds and truncates when a server ignores the Range request; that is
-    followed here (the hash and the count start over from the kept bytes)."""
+    def __init__(self, f: BinaryIO, hasher: Any, counter: _Counter, limit: int | None) -> None:
+        self.f, self.hasher, self.counter, self.limit = f, hasher, counter, limit
 
-    def __init__(self, f: BinaryIO, hasher: Any, counter: _Counter) -> None:
-        self.f, self.hasher, self.counter = f, hasher, counter
-
-    def write(self, data: bytes) -> int:
-        n = self.f.write(data)
+    def write(self, data: bytes) -> None:
+        if self.limit is not None and self.f.tell() + len(data) > self.limit:
+            raise _Overflow
+        self.f.write(data)
         if self.hasher is not None:
             self.hasher.update(data)
         self.counter.add(len(data))
-        return n
 
     def tell(self) -> int:
         return self.f.tell()
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.f.seek(offset, whence)
-
-    def truncate(self, size: int | None = None) -> int:
-        keep = self.f.tell() if size is None else size
+    def restart(self) -> None:
+        """Back to an empty file (a server that ignored the Range request sends byte 0 on)."""
         end = self.f.seek(0, os.SEEK_END)
-        self.f.truncate(keep)
-        self.f.seek(keep)
-        self.counter.add(keep - end)
+        self.f.seek(0)
+        self.f.truncate(0)
+        self.counter.add(-end)
         if self.hasher is not None:
-            self.hasher = _hash_prefix(self.f, keep)
-        return keep
-
-    def flush(self) -> None:
-        self.f.flush()
+            self.hasher = hashlib.sha256()
 
 
 def _hash_prefix(f: BinaryIO, length: int) -> Any:
@@ -522,29 +555,41 @@ def _fetch(
     counter: _Counter,
     remote: RemoteFile,
     target: _Target,
+    stall: float,
 ) -> None:
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import silent_tqdm
+    """Download `url` into `partial`, continuing after the bytes already there.
 
+    The transfer is reflectchat's own rather than huggingface-hub's `http_get`, which reads
+    without a bound (it checks the size only once the server stops sending), waits on a
+    stalled server with retries that log to stderr, and buffers 10 MB between writes."""
+    import httpx2
+
+    if partial.is_symlink():
+        partial.unlink()  # the partial file is ours alone: never write through a link
     have = partial.stat().st_size if partial.is_file() else 0
     if size is not None and have > size:
         partial.unlink()
         have = 0
+    host = _host_of(url)
+    overflow = False
     with open(partial, "r+b" if have else "w+b") as f:
         hasher = _hash_prefix(f, have) if sha256 else None
         f.seek(have)
         counter.settle(remote.path, have)
-        sink = _Sink(f, hasher, counter)
+        sink = _Sink(f, hasher, counter, size)
         try:
-            http_get(
-                url,
-                sink,  # type: ignore[arg-type]
-                resume_size=have,
-                headers=headers,
-                expected_size=size,
-                displayed_filename=remote.path,
-                tqdm_class=silent_tqdm,  # type: ignore[arg-type]
-            )
+            _transfer(url, headers, sink, size, stall)
+        except _Overflow:
+            overflow = True
+        except httpx2.TimeoutException:
+            f.flush()
+            raise HubError(
+                f"the download of {remote.path} stalled: nothing came from {host} for "
+                f"{stall:g} s; {format_bytes(partial.stat().st_size)} are kept: run reflectchat "
+                f"models pull {target.spec} again to continue (HF_HUB_DOWNLOAD_TIMEOUT sets "
+                "how many seconds to wait)",
+                "network",
+            ) from None
         except Exception as exc:
             f.flush()
             kept = partial.stat().st_size
@@ -556,6 +601,14 @@ def _fetch(
                 "network" if error.kind == "offline" else error.kind,
             ) from None
         hasher = sink.hasher
+    if overflow:
+        partial.unlink(missing_ok=True)
+        raise HubError(
+            f"the download of {remote.path} was stopped: {host} sent more than the "
+            f"{format_bytes(size or 0)} the Hub lists for it; the partial file was deleted, "
+            f"try reflectchat models pull {target.spec} again later",
+            "checksum",
+        )
     if sha256 and hasher is not None and hasher.hexdigest() != sha256:
         got = hasher.hexdigest()
         partial.unlink(missing_ok=True)
@@ -567,9 +620,79 @@ def _fetch(
         )
 
 
-def _link(blob: Path, pointer: Path) -> None:
+def _transfer(
+    url: str, headers: dict[str, str], sink: _Sink, size: int | None, stall: float
+) -> None:
+    """GET the rest of the file into `sink`; a dropped connection continues with a Range
+    request, up to _RETRIES times in a row without a new byte. A stall (no byte for `stall`
+    seconds) raises httpx's TimeoutException: waiting again would only double the wait."""
+    import httpx2
+
+    timeout = httpx2.Timeout(stall, connect=min(CONNECT_TIMEOUT, stall))
+    drops = (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError, httpx2.ConnectError)
+    fruitless = 0
+    while True:
+        before = sink.tell()
+        try:
+            _get_once(url, headers, sink, timeout)
+            dropped: Exception | None = None
+        except drops as exc:
+            dropped = exc
+        done = sink.tell()
+        if (size is None and dropped is None) or (size is not None and done >= size):
+            return
+        fruitless = 0 if done > before else fruitless + 1
+        if fruitless >= _RETRIES:
+            if dropped is not None:
+                raise dropped
+            raise OSError(f"the server sent {done} of the file's {size} bytes")
+        time.sleep(_RETRY_PAUSE)
+
+
+def _get_once(url: str, headers: dict[str, str], sink: _Sink, timeout: Any) -> None:
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    have = sink.tell()
+    # identity: the bytes counted and bounded are the file's own, never a compressed stream's
+    request = {**headers, "Accept-Encoding": "identity"}
+    if have:
+        request["Range"] = f"bytes={have}-"
+    client = get_session()
+    with client.stream("GET", url, headers=request, timeout=timeout, follow_redirects=True) as r:
+        if r.status_code >= 400:
+            r.read()
+            hf_raise_for_status(r)
+        if have and r.status_code != 206:
+            sink.restart()  # the server ignored the Range request: the body starts at byte 0
+        for chunk in r.iter_bytes(_CHUNK_SIZE):
+            sink.write(chunk)
+
+
+def _host_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc.rpartition("@")[2] or url
+
+
+def _make_dir(folder: Path, path: Path) -> None:
+    """mkdir -p for a folder inside the repository folder that never goes through a link: a
+    link planted in the cache must not make a download write, or replace files, elsewhere."""
+    folder.mkdir(parents=True, exist_ok=True)
+    current = folder
+    for part in path.relative_to(folder).parts:
+        current = current / part
+        if current.is_symlink():
+            raise HubError(
+                f"{current} is a link out of the Hugging Face cache folder: remove it, then "
+                "run the pull again",
+                "disk",
+            )
+        current.mkdir(exist_ok=True)
+
+
+def _link(folder: Path, blob: Path, pointer: Path) -> None:
     """The snapshot entry, as huggingface-hub makes it: a relative symlink into blobs/."""
-    pointer.parent.mkdir(parents=True, exist_ok=True)
+    _make_dir(folder, pointer.parent)
     if pointer.is_symlink() or pointer.exists():
         pointer.unlink()
     try:
@@ -580,7 +703,7 @@ def _link(blob: Path, pointer: Path) -> None:
 
 def _write_ref(folder: Path, ref: str, commit: str) -> None:
     path = folder / "refs" / ref
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_dir(folder, path.parent)
     if path.is_file() and path.read_text().strip() == commit:
         return
     tmp = path.with_name(f".{ref}.{os.getpid()}.tmp")
@@ -614,33 +737,25 @@ def _check_gguf(pointer: Path, remote: RemoteFile, folder: Path) -> None:
 
 def remove(spec_text: str) -> list[Path]:
     """Delete a model's files from the Hugging Face cache: its snapshot entries in every
-    snapshot, and their blobs unless another entry still uses them. The deleted paths."""
+    snapshot, and their blobs unless another entry still uses them. The deleted paths.
+
+    Only entries inside ``snapshots/`` and blobs inside ``blobs/`` are ever deleted: a snapshot
+    (or a folder in one) that is a link to somewhere else is not followed, and a link is
+    unlinked itself, never its target outside the cache."""
     target = _target(spec_text)
     folder = hf_cache.repo_folder(target.repo)
-    snapshots = folder / "snapshots"
-    names: set[str] = set()
-    if snapshots.is_dir():
-        for snapshot in snapshots.iterdir():
-            if snapshot.is_dir():
-                names |= {
-                    p.relative_to(snapshot).as_posix()
-                    for p in snapshot.rglob("*")
-                    if p.is_symlink() or p.is_file()
-                }
+    found: list[tuple[Path, str]] = []  # (entry, its path in the repository)
+    for snapshot in hf_cache.snapshot_dirs(folder):
+        entries = hf_cache.snapshot_entries(snapshot)
+        found += [(p, p.relative_to(snapshot).as_posix()) for p in entries]
+    names = {name for _, name in found}
     if target.files:
         wanted = {part for name in target.files for part in _split_family(name)}
     else:
         assert target.quant is not None
         wanted = {n for n in names if n.lower().endswith(".gguf")}
         wanted = {n for n in wanted if quant_matches(n, target.quant)}
-    wanted &= names
-    entries = [
-        snapshot / PurePosixPath(name)
-        for snapshot in (sorted(snapshots.iterdir()) if snapshots.is_dir() else [])
-        for name in sorted(wanted)
-        if (snapshot / PurePosixPath(name)).is_symlink()
-        or (snapshot / PurePosixPath(name)).exists()
-    ]
+    entries = [entry for entry, name in found if name in wanted and _inside(folder, entry)]
     if not entries:
         raise HubError(
             f"{target.display} is not downloaded: nothing of it in {hf_cache.hub_cache_dir()}",
@@ -651,20 +766,52 @@ def remove(spec_text: str) -> list[Path]:
     return removed
 
 
+def _inside(folder: Path, path: Path, where: str = "snapshots") -> bool:
+    """Whether `path` lies in the repository's `where` folder with no link on the way: its
+    folder, resolved, is the same folder under the resolved repository folder (the cache itself
+    may sit behind a link; nothing inside the repository folder may)."""
+    try:
+        relative = path.relative_to(folder / where)
+    except ValueError:
+        return False
+    root = Path(os.path.realpath(folder))
+    return Path(os.path.realpath(path.parent)) == (root / where / relative).parent
+
+
+def _blob_of(folder: Path, entry: Path) -> Path | None:
+    """The blob a snapshot link points to, when that is a file right in the repository's
+    blobs/ folder (not a link itself, not reached through one)."""
+    if not entry.is_symlink():
+        return None
+    blobs = Path(os.path.realpath(folder)) / "blobs"
+    if Path(os.path.realpath(folder / "blobs")) != blobs:
+        return None  # blobs/ is a link to somewhere else
+    target = Path(os.path.realpath(entry))
+    if target.parent != blobs or target.is_symlink() or not target.is_file():
+        return None
+    return target
+
+
 def _delete_entries(folder: Path, entries: list[Path]) -> list[Path]:
     """Unlink snapshot entries, then their blobs if no remaining entry links to them."""
     removed: list[Path] = []
     blobs: set[Path] = set()
     for entry in entries:
-        if entry.is_symlink():
-            target = Path(os.path.realpath(entry))
-            if target.parent == (folder / "blobs").resolve():
-                blobs.add(target)
+        if not _inside(folder, entry):
+            continue
+        blob = _blob_of(folder, entry)
+        if blob is not None:
+            blobs.add(blob)
+        if entry.is_dir() and not entry.is_symlink():
+            continue  # never a folder: only files and links are entries
         entry.unlink(missing_ok=True)
         removed.append(entry)
     if blobs:
         still_used = {
-            Path(os.path.realpath(p)) for p in (folder / "snapshots").rglob("*") if p.is_symlink()
+            Path(os.path.realpath(p))
+            for snapshot in hf_cache.snapshot_dirs(folder)
+            for p in hf_cache.snapshot_entries(snapshot)
+            if p.is_symlink()
         }
         for blob in sorted(blobs - still_used):
             blob.unlink(missing_ok=True)
@@ -673,17 +820,22 @@ def _delete_entries(folder: Path, entries: list[Path]) -> list[Path]:
 
 
 def _prune(folder: Path) -> None:
-    """Remove empty folders under snapshots/, and the repository folder once nothing is left
-    in it but references."""
+    """Remove empty folders under snapshots/ (never through a link), and the repository folder
+    once nothing is left in it but references."""
     snapshots = folder / "snapshots"
-    if snapshots.is_dir():
-        for path in sorted(snapshots.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if path.is_dir() and not path.is_symlink():
+    if snapshots.is_dir() and not snapshots.is_symlink():
+        for top, _dirs, _files in os.walk(snapshots, topdown=False, followlinks=False):
+            path = Path(top)
+            if path != snapshots and not path.is_symlink():
                 with contextlib.suppress(OSError):  # not empty
                     path.rmdir()
-    left = [p for p in folder.rglob("*") if p.is_file() or p.is_symlink()]
+    left = [
+        Path(top) / name
+        for top, dirs, files in os.walk(folder, followlinks=False)
+        for name in files + [d for d in dirs if (Path(top) / d).is_symlink()]
+    ]
     if all(p.is_relative_to(folder / "refs") for p in left):
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # unlinks links, never follows them
         shutil.rmtree(hf_cache.hub_cache_dir() / ".locks" / folder.name, ignore_errors=True)
 
 
@@ -767,6 +919,16 @@ def _translate(exc: BaseException, target: _Target, path: str | None = None) -> 
         return HubError(f"the Hugging Face Hub answered HTTP {status}; try again later", "network")
     if isinstance(exc, errors.HFValidationError):
         return HubError(f"'{target.repo}' is not a valid repository name: {exc}", "spec")
+    if isinstance(exc, httpx2.TooManyRedirects):
+        try:
+            host = _host_of(str(exc.request.url))
+        except RuntimeError:  # raised by huggingface-hub itself, without the request
+            host = _host_of(hub_endpoint())
+        return HubError(
+            f"{host} redirects in a loop (too many redirects): check HF_ENDPOINT "
+            f"({hub_endpoint()}) and any proxy in between, or try again later",
+            "network",
+        )
     if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.UnsupportedProtocol)):
         return _offline_error(target, f"no connection to {hub_endpoint()}")
     if isinstance(exc, httpx2.TimeoutException):
