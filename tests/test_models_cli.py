@@ -335,3 +335,80 @@ def test_pull_with_token_on_a_terminal_shows_a_progress_bar(
     )
     assert "downloaded gated/g-GGUF:Q8_0" in screen
     assert TOKEN not in screen
+
+
+# --- hostile or broken Hubs and caches (issue 13) -------------------------------------------------
+
+
+def test_rm_never_deletes_a_file_outside_the_cache(tmp_path: Path, env: dict[str, str]) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    precious = elsewhere / "precious-Q4_K_M.gguf"
+    precious.write_bytes(b"GGUF precious")
+    folder = Path(env["HF_HUB_CACHE"]) / "models--o--r"
+    (folder / "snapshots").mkdir(parents=True)
+    (folder / "snapshots" / "abc").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("abc")
+    result = models(env, "rm", "o/r:Q4_K_M")
+    assert result.returncode == 2
+    assert "is not downloaded" in one_error_line(result)
+    assert precious.read_bytes() == b"GGUF precious"
+
+
+@pytest.fixture
+def listed_small(fake: FakeHub) -> str:
+    fake.add_repo("o/r", {"r-Q4_K_M.gguf": b"GGUF" + bytes(2780)})  # the Hub lists 2,784 bytes
+    return "o/r:Q4_K_M"
+
+
+def test_pull_from_an_endless_server_stops_at_the_listed_size(
+    fake: FakeHub, env: dict[str, str], listed_small: str
+) -> None:
+    fake.endless.add("r-Q4_K_M.gguf")
+    start = time.monotonic()
+    result = models(env, "pull", listed_small)
+    assert time.monotonic() - start < 20
+    assert result.returncode == 1
+    assert "sent more than the 2.8 kB the Hub lists" in pull_error_line(result)
+    blobs = Path(env["HF_HUB_CACHE"]) / "models--o--r" / "blobs"
+    assert list(blobs.iterdir()) == []
+
+
+def test_a_stalled_pull_says_so_in_one_line(
+    fake: FakeHub, env: dict[str, str], listed_small: str
+) -> None:
+    fake.stall_after["r-Q4_K_M.gguf"] = 0
+    start = time.monotonic()
+    result = models({**env, "HF_HUB_DOWNLOAD_TIMEOUT": "1"}, "pull", listed_small)
+    assert time.monotonic() - start < 15
+    assert result.returncode == 1
+    # huggingface-hub's own "Trying to resume download..." lines stay out of it
+    line = pull_error_line(result)
+    assert "stalled: nothing came from 127.0.0.1:" in line and "for 1 s" in line
+    assert "Traceback" not in result.stderr
+
+
+def test_a_redirect_loop_is_named_as_one(
+    fake: FakeHub, env: dict[str, str], listed_small: str
+) -> None:
+    fake.redirect_loop = "hub"
+    result = models(env, "pull", listed_small)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    host = fake.endpoint.removeprefix("http://")
+    assert f"{host} redirects in a loop (too many redirects)" in line
+    assert "cannot reach" not in line and "connect" not in line
+
+
+def pull_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a pull that started: stderr is that line, after what the pull
+    printed before it failed (what it pulls, then percentages)."""
+    lines = [
+        line
+        for line in result.stderr.strip().splitlines()
+        if not line.startswith("pulling ") and not re.match(r"\s*\d+%  ", line)
+    ]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("reflectchat: error: ")
+    return lines[0]

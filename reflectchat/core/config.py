@@ -229,30 +229,101 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def set_value(key: str, value: str, path: Path | None = None) -> Path:
-    """Write `key = value` into the file, keeping everything else in it as it is."""
+    """Write `key = value` into the file, keeping everything else in it as it is.
+
+    The new text is checked before it replaces the old file (atomically): it must parse, pass
+    the same validation as `read_file`, and give back exactly `value`. Anything else is a
+    ConfigError that leaves the file as it was."""
+    import contextlib
+    import tempfile
+    import unicodedata
+
     path = path or config_path()
     check, _ = SETTINGS[key]
     check(value)
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:  # a newline or terminal escape in a setting is never meant
+        raise ConfigError(
+            f"'{key}' cannot contain a control character (U+{ord(bad):04X}, e.g. a newline); "
+            f"{path} is unchanged"
+        )
+    target = Path(os.path.realpath(path))  # a config file that is a link stays one
     try:
-        text = path.read_text(encoding="utf-8")
+        text = target.read_text(encoding="utf-8")
     except FileNotFoundError:
         text = ""
-    line = f"{key} = {_toml_string(value)}"
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=.*$", re.MULTILINE)
-    text = (
-        pattern.sub(line, text, count=1)
-        if pattern.search(text)
-        else (text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # never leave a half-written config
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc}") from None
+    text = _with_setting(text, key, f"{key} = {_toml_string(value)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        _check_written(tmp, path, key, value)
+        with contextlib.suppress(OSError):  # a new file keeps mkstemp's private mode
+            os.chmod(tmp, target.stat().st_mode & 0o777)  # keep the old file's permissions
+        os.replace(tmp, target)  # never leave a half-written config
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
+def _with_setting(text: str, key: str, line: str) -> str:
+    """`text` with its top-level `key = …` line replaced by `line`, or `line` added among the
+    top-level keys (before the first [table], where a key would belong to that table)."""
+    table = re.search(r"^[ \t]*\[", text, re.MULTILINE)
+    head, tail = (text[: table.start()], text[table.start() :]) if table else (text, "")
+    name = re.escape(key)
+    pattern = re.compile(rf"^[ \t]*(?:{name}|\"{name}\"|'{name}')[ \t]*=.*$", re.MULTILINE)
+    if pattern.search(head):
+        # a function, not a replacement string: backslashes in the value stay as they are
+        return pattern.sub(lambda _: line, head, count=1) + tail
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return head + line + "\n" + ("\n" if tail else "") + tail
+
+
+def _check_written(tmp: Path, path: Path, key: str, value: str) -> None:
+    """The file about to replace the config must read back, with `key` exactly `value`."""
+    try:
+        read_file(tmp)
+        raw = tomllib.loads(tmp.read_text(encoding="utf-8"))
+    except ConfigError as exc:
+        message = str(exc).replace(str(tmp), str(path))
+        raise ConfigError(f"cannot set '{key}': {message}; {path} is unchanged") from None
+    if raw.get(key) != value:
+        raise ConfigError(
+            f"cannot set '{key}' in {path}: the file would not read it back as written "
+            "(is the key there twice, or inside a multi-line value?); it is unchanged"
+        )
+
+
+_TOML_ESCAPES = {
+    "\\": "\\\\",
+    '"': '\\"',
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
 def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string holding exactly `value`: backslash, quote and every control
+    character escaped (TOML allows none of them raw)."""
+    out = []
+    for c in value:
+        if c in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[c])
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04X}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
 
 
 TEMPLATE = """\
