@@ -241,3 +241,108 @@ def test_rpc_servers_need_an_rpc_build() -> None:
         assert_one_line_error(proc, 2, "RPC server 127.0.0.1:9")
     else:
         assert_one_line_error(proc, 2, "-DGGML_RPC=on")
+
+
+# -- numbers out of range, closed streams, bad bytes ----------------------------------------------
+# Past llama.cpp's limits a flag used to crash it (a segfault at 5,000,000 threads, an abort with
+# a gdb backtrace at 10^20): they are usage errors now, checked before any model is loaded.
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value", "words"),
+    [
+        ("ask", "--threads", "5000000", "from 1 to 512"),
+        ("ask", "--threads", "100000000000000000000", "from 1 to 512"),
+        ("ask", "--threads", "0", "from 1 to 512"),
+        ("ask", "--ctx", str(2**24 + 1), "from 1 to 16777216"),
+        ("ask", "--max-tokens", "99999999999", "from 1 to 16777216"),
+        ("ask", "--seed", str(2**32), "from -1 to 4294967295"),
+        ("ask", "--seed", "-2", "from -1 to 4294967295"),
+        ("ask", "--gpu-layers", "5000000", "from 0 to 9999"),
+        ("ask", "--top-p", "1.5", "from 0 to 1"),
+        ("ask", "--top-p", "nan", "from 0 to 1"),
+        ("ask", "--temperature", "inf", "from 0 to 5"),
+        ("chat", "--threads", "5000000", "from 1 to 512"),
+        ("chat", "--ctx", "100000000000000000000", "from 1 to 16777216"),
+        ("bench", "--threads", "5000000", "from 1 to 512"),
+        ("bench", "-p", "100000000000000000000", "from 1 to 1048576"),
+        ("bench", "-n", "0", "from 1 to 1048576"),
+        ("bench", "-r", "0", "from 1 to 1000"),
+        ("bench", "--gpu-layers", "lots", '"all" or "auto"'),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(
+    command: str, flag: str, value: str, words: str
+) -> None:
+    args = (command, "hi", flag, value) if command == "ask" else (command, flag, value)
+    proc = run(*args, timeout=60)
+    assert_one_line_error(proc, 2, flag.split()[0], value, words)
+
+
+def test_numbers_at_the_limits_are_accepted() -> None:
+    from reflectchat.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["ask", "hi", "--threads", "512", "--ctx", str(2**24), "--seed", "4294967295"]
+    )
+    assert (args.threads, args.ctx, args.seed) == (512, 2**24, 2**32 - 1)
+    args = build_parser().parse_args(["ask", "hi", "--seed", "-1", "--gpu-layers", "9999"])
+    assert (args.seed, args.gpu_layers) == (-1, "9999")
+
+
+def _closed_stdout(*args: str) -> subprocess.CompletedProcess:
+    """The command as `reflectchat ARGS >&-` runs it: no standard output at all."""
+    return subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *cli(*args)],
+        stdout=None,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
+
+
+def test_closed_stdout_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    reply = tmp_path / "reply.txt"
+    reply.write_text("<thinking>x</thinking><output>y</output>")
+    for proc in (_closed_stdout("view", str(reply)), _closed_stdout("ask", "hi")):
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("reflectchat: error: standard output is closed")
+
+
+def test_a_prompt_that_is_not_utf8_is_a_usage_error() -> None:
+    # From argv: the bytes arrive as surrogate escapes.
+    argv = subprocess.run(
+        [*cli("ask"), b"\xff\xfe tell me"],
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
+    assert_one_line_error(argv, 2, "the prompt is not valid UTF-8", "0xff")
+    # From stdin.
+    piped = subprocess.run(
+        cli("ask", "-"), input=b"caf\xe9\n", capture_output=True, env=run_env(), timeout=60
+    )
+    assert piped.returncode == 2, piped.stderr
+    assert piped.stderr.decode().strip() == (
+        "reflectchat: error: the prompt is not valid UTF-8 (byte 0xe9); convert it first, "
+        "e.g. with iconv -t UTF-8"
+    )
+    system = subprocess.run(
+        [*cli("ask", "hi", "--system"), b"\xff"],
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
+    assert_one_line_error(system, 2, "--system is not valid UTF-8")
+
+
+@pytest.mark.parametrize("command", ["ask", "chat"])
+def test_a_huge_conversation_id_is_not_found(command: str) -> None:
+    args = ("ask", "hi") if command == "ask" else ("chat",)
+    proc = run(*args, "--conversation", str(2**70), timeout=60)
+    assert_one_line_error(proc, 2, "no conversation 1180591620717411303424")

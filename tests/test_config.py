@@ -115,3 +115,85 @@ def test_config_command(isolated_home: Path) -> None:
     show = subprocess.run(cli("config", "show"), capture_output=True, text=True, env=env)
     assert "context = 2048  # from the file" in show.stdout
     assert "theme = 'nord'  # from REFLECTCHAT_THEME" in show.stdout
+
+
+# -- the limits: the same table for the file, the variables and the flags -----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("threads = 5000000\n", "'threads' must be a whole number from 1 to 512"),
+        ("threads = 0\n", "'threads' must be a whole number from 1 to 512"),
+        (f"context = {2**24 + 1}\n", "'context' must be a whole number from 1 to 16777216"),
+        ("max_tokens = 100000000000000000000\n", "'max_tokens' must be a whole number"),
+        ("gpu_layers = 100000\n", "'gpu_layers' must be a number of layers from 0 to 9999"),
+        ("top_p = 1.5\n", "'top_p' must be a number from 0 to 1"),
+        ("temperature = inf\n", "'temperature' must be a number from 0 to 5"),
+    ],
+)
+def test_out_of_range_values_in_the_file(text: str, words: str) -> None:
+    write(text)
+    with pytest.raises(ConfigError) as err:
+        load_config()
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REFLECTCHAT_THREADS", "5000000"),
+        ("REFLECTCHAT_CONTEXT", "100000000000000000000"),
+        ("REFLECTCHAT_MAX_TOKENS", "-3"),
+        ("REFLECTCHAT_GPU_LAYERS", "5000000"),
+        ("REFLECTCHAT_TOP_P", "nan"),
+    ],
+)
+def test_out_of_range_environment_values(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name} must be a"):
+        load_config()
+
+
+@pytest.mark.parametrize(
+    ("key", "flag"),
+    [("context", "--ctx"), ("threads", "--threads"), ("max_tokens", "--max-tokens")],
+)
+def test_flags_and_settings_share_one_table(
+    monkeypatch: pytest.MonkeyPatch, key: str, flag: str
+) -> None:
+    from reflectchat.cli.main import build_parser
+    from reflectchat.core.config import LIMITS
+
+    low, high = LIMITS[key]
+    parser = build_parser()
+    name = f"REFLECTCHAT_{key.upper()}"
+    for good in (low, high):
+        monkeypatch.setenv(name, str(good))
+        assert load_config().get(key) == good
+        args = parser.parse_args(["ask", "hi", flag, str(good)])
+        assert getattr(args, flag.lstrip("-").replace("-", "_")) == good
+    for bad in (low - 1, high + 1):
+        monkeypatch.setenv(name, str(bad))
+        with pytest.raises(ConfigError):
+            load_config()
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["ask", "hi", flag, str(bad)])
+        assert exit_.value.code == 2
+
+
+def test_ask_rejects_an_out_of_range_variable(isolated_home: Path) -> None:
+    proc = subprocess.run(
+        cli("ask", "hi"),
+        capture_output=True,
+        text=True,
+        env=run_env(REFLECTCHAT_HOME=str(isolated_home), REFLECTCHAT_THREADS="5000000"),
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "reflectchat: error: REFLECTCHAT_THREADS must be a whole number from 1 to 512, "
+        "not '5000000'"
+    )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reflectchat.cli.errors import CliError
+from reflectchat.cli.errors import CliError, SignalExit
 from reflectchat.cli.jsonout import to_json
 from reflectchat.core.config import Config, ConfigError, load_config
 from reflectchat.core.engine import CancelToken, EngineError, GenerationParams
@@ -34,15 +36,43 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+# SQLite's integers are 64-bit: a bigger conversation id cannot exist.
+MAX_CONVERSATION_ID = 2**63 - 1
+
+
 def read_prompt(args: argparse.Namespace) -> str:
     prompt = args.prompt
-    if prompt is None and sys.stdin.isatty():
+    if prompt is None and (sys.stdin is None or sys.stdin.isatty()):
         raise CliError('no prompt given: reflectchat ask "PROMPT" (or pipe it in)', EXIT_USAGE)
     if prompt is None or prompt == "-":
-        prompt = sys.stdin.read()
+        try:
+            prompt = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise CliError(_not_utf8("the prompt", exc.object[exc.start]), EXIT_USAGE) from None
+    check_utf8(prompt, "the prompt")
     if not prompt.strip():
         raise CliError("the prompt is empty: give some text to answer", EXIT_USAGE)
     return prompt
+
+
+def check_utf8(text: str | None, what: str) -> None:
+    """Text from argv or stdin that was not UTF-8 arrives with its bad bytes as lone
+    surrogates. It is refused rather than repaired (U+FFFD): the model, and the history,
+    would get words the user never wrote, and the fix (the encoding it was written in)
+    belongs where the text came from."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ord(text[exc.start])
+        byte = bad - 0xDC00 if 0xDC80 <= bad <= 0xDCFF else None
+        raise CliError(_not_utf8(what, byte), EXIT_USAGE) from None
+
+
+def _not_utf8(what: str, byte: int | None) -> str:
+    at = f" (byte 0x{byte:02x})" if byte is not None else ""
+    return f"{what} is not valid UTF-8{at}; convert it first, e.g. with iconv -t UTF-8"
 
 
 def system_prompt(args: argparse.Namespace, entry: CatalogEntry | None) -> str | None:
@@ -91,21 +121,63 @@ def load_backend(args: argparse.Namespace, model: ResolvedModel) -> Any:
         raise CliError(str(exc), EXIT_USAGE) from exc
 
 
+# Signals that stop a reply the way Ctrl+C does: what was written is kept (stored, marked
+# cancelled) and the exit status says which one came (128 + its number: 130, 143, 129).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@dataclass
+class StopSignal:
+    """Which stop signal arrived, if any."""
+
+    signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum if self.signum is not None else 0
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
 @contextmanager
-def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
-    """First Ctrl+C stops generation at the next token (what was shown stays); a second one
-    interrupts at once."""
+def cancel_on_signals(cancel: CancelToken) -> Iterator[StopSignal]:
+    """The first Ctrl+C, SIGTERM or SIGHUP stops generation at the next token (what was shown
+    stays, and is saved); a second one interrupts at once."""
+    got = StopSignal()
 
     def handler(signum: int, frame: object) -> None:
         if cancel.cancelled:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SignalExit(signum)
+        got.signum = signum
+        if signum == getattr(signal, "SIGHUP", None):
+            _drop_terminal()
         cancel.cancel()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield got
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _drop_terminal() -> None:
+    """The terminal hung up: writing to it would fail (EIO) before the reply is saved and the
+    exit status set, so what still goes to it goes nowhere. Files and pipes are kept."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        try:
+            if os.isatty(fd):
+                os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
 
 
 def apply_config(args: argparse.Namespace) -> Config:
@@ -127,6 +199,12 @@ def apply_config(args: argparse.Namespace) -> Config:
     args.top_p = config.get("top_p", args.top_p)
     args.reasoning = config.get("reasoning", args.reasoning)
     args.keep_reasoning = bool(config.get("keep_reasoning", args.keep_reasoning, False))
+    if args.seed == -1:  # -1 asks for a random seed, as llama.cpp's tools do
+        args.seed = None
+    check_utf8(args.system, "--system")
+    if args.conversation is not None and not 0 < args.conversation <= MAX_CONVERSATION_ID:
+        # What the store says of any id it lacks, without asking SQLite (which overflows).
+        raise CliError(str(ConversationNotFound(args.conversation)), EXIT_USAGE)
     return config
 
 
@@ -163,6 +241,23 @@ def run_ask(args: argparse.Namespace) -> int:
             session.system_prompt = stored.system_prompt
 
     cancel = CancelToken()
+    # From before the user's message is stored: a TERM from here on keeps the exchange whole.
+    with cancel_on_signals(cancel) as stopped:
+        return _stream_reply(
+            args, session, prompt, cancel, stopped, backend, on_terminal, show_reasoning
+        )
+
+
+def _stream_reply(
+    args: argparse.Namespace,
+    session: ChatSession,
+    prompt: str,
+    cancel: CancelToken,
+    stopped: StopSignal,
+    backend: Any,
+    on_terminal: bool,
+    show_reasoning: bool,
+) -> int:
     try:
         stream = session.send(prompt, cancel)
     except EngineError as exc:
@@ -188,15 +283,14 @@ def run_ask(args: argparse.Namespace) -> int:
         renderer = TerminalRenderer(console, show_reasoning=show_reasoning)
     save_error: StoreError | None = None
     try:
-        with cancel_on_sigint(cancel):
-            if renderer is not None:
-                try:
-                    for event in stream:
-                        renderer.handle(event)
-                finally:
-                    renderer.finish(stream.result)
-            else:
-                stream.run()
+        if renderer is not None:
+            try:
+                for event in stream:
+                    renderer.handle(event)
+            finally:
+                renderer.finish(stream.result)
+        else:
+            stream.run()
     except EngineError as exc:
         raise CliError(str(exc)) from exc
     except StoreError as exc:  # the reply is on screen or below; say it wasn't saved
@@ -208,6 +302,9 @@ def run_ask(args: argparse.Namespace) -> int:
         raise CliError(f"the reply was not saved: {save_error}")
     if result.finish_reason == "error":
         raise CliError(result.error or "generation failed; the partial reply is kept")
+    if stopped.signum is not None and stopped.signum != signal.SIGINT:
+        print(f"reflectchat: stopped by {stopped.name}; the partial reply is kept", file=sys.stderr)
+        return stopped.exit_code
     if result.finish_reason == "cancelled":
         print("reflectchat: cancelled (Ctrl+C); the partial reply is kept", file=sys.stderr)
         return EXIT_INTERRUPTED

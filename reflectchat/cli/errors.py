@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -12,6 +13,16 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class SignalExit(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM/SIGHUP while a reply was being stopped: leave now, with the
+    shell's exit status for that signal (128 + its number)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
 
 
 def report_error(message: str, *, debug: bool = False) -> None:

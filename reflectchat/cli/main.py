@@ -14,8 +14,9 @@ from typing import NoReturn
 from reflectchat import __version__
 from reflectchat.cli.chat_cmd import add_chat_parser
 from reflectchat.cli.config_cmd import add_config_parser
-from reflectchat.cli.errors import CliError, report_error
+from reflectchat.cli.errors import CliError, SignalExit, report_error
 from reflectchat.cli.history import add_history_parser
+from reflectchat.cli.limits import gpu_layers_flag, number_flag, whole_number_flag
 from reflectchat.cli.models import add_models_parser
 from reflectchat.cli.tools import add_tool_parsers
 
@@ -25,46 +26,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _positive_int(text: str) -> int:
+def _conversation_id(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not 0.0 <= value <= 5.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 5, got {value}")
-    return value
-
-
-def _gpu_layers(text: str) -> str:
-    low = text.strip().lower()
-    if low in ("auto", "all"):
-        return low
-    try:
-        if int(low) >= 0:
-            return low
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"expected a number of layers, 'all' or 'auto', got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected a conversation number, got '{text}'") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,15 +47,24 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     system = p.add_mutually_exclusive_group()
     system.add_argument("--system", metavar="TEXT", help="replace the model's system prompt")
     system.add_argument("--no-system", action="store_true", help="send no system prompt")
-    p.add_argument("--temperature", type=_temperature, metavar="T")
-    p.add_argument("--top-p", type=_unit_float, metavar="P")
-    p.add_argument("--seed", type=int, metavar="N", help="fix sampling for repeatable output")
-    p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="default 1024")
-    p.add_argument("--ctx", type=_positive_int, metavar="N", help="context size in tokens")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads")
+    p.add_argument("--temperature", type=number_flag("temperature"), metavar="T")
+    p.add_argument("--top-p", type=number_flag("top_p"), metavar="P")
+    p.add_argument(
+        "--seed",
+        type=whole_number_flag("seed"),
+        metavar="N",
+        help="fix sampling for repeatable output (-1: random)",
+    )
+    p.add_argument(
+        "--max-tokens", type=whole_number_flag("max_tokens"), metavar="N", help="default 1024"
+    )
+    p.add_argument(
+        "--ctx", type=whole_number_flag("context"), metavar="N", help="context size in tokens"
+    )
+    p.add_argument("--threads", type=whole_number_flag("threads"), metavar="N", help="CPU threads")
     p.add_argument(
         "--gpu-layers",
-        type=_gpu_layers,
+        type=gpu_layers_flag,
         metavar="N|all|auto",
         help="layers to offload (auto: all when this build supports GPU offload, else 0)",
     )
@@ -117,7 +92,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the most recent conversation",
     )
-    which.add_argument("--conversation", type=int, metavar="ID", help="continue conversation ID")
+    which.add_argument(
+        "--conversation", type=_conversation_id, metavar="ID", help="continue conversation ID"
+    )
     p.add_argument("--no-save", action="store_true", help="don't save this conversation")
     p.add_argument(
         "--keep-reasoning",
@@ -188,48 +165,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python gives no stream at all
+        report_error(
+            "standard output is closed; run with it open (use >/dev/null to discard the output)"
+        )
+        return EXIT_FAILURE
     if args.command is None:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             parser.print_help()  # no terminal to draw the app on
             return EXIT_OK
         args = parser.parse_args([*argv, "chat"])  # no arguments: open the chat app
     try:
-        if args.command == "chat":
-            from reflectchat.cli.chat_cmd import run_chat
-
-            return run_chat(args)
-        if args.command == "ask":
-            from reflectchat.cli.ask import run_ask
-
-            return run_ask(args)
-        if args.command == "models":
-            from reflectchat.cli.models import run_models
-
-            return run_models(args)
-        if args.command == "config":
-            from reflectchat.cli.config_cmd import run_config
-
-            return run_config(args)
-        if args.command == "doctor":
-            from reflectchat.cli.tools import run_doctor
-
-            return run_doctor(args)
-        if args.command == "bench":
-            from reflectchat.cli.tools import run_bench
-
-            return run_bench(args)
-        if args.command == "history":
-            from reflectchat.cli.history import run_history
-
-            return run_history(args)
-        if args.command == "view":
-            from reflectchat.cli.view import run_view
-
-            return run_view(args)
+        code = _dispatch(args)
+        if code is not None:
+            return code
     except CliError as exc:
         report_error(str(exc), debug=args.debug)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # also a second SIGTERM/SIGHUP (SignalExit)
+        if isinstance(exc, SignalExit):
+            print(f"\nreflectchat: {exc}", file=sys.stderr)
+            return exc.exit_code
         print("\nreflectchat: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -243,6 +199,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
+
+
+def _dispatch(args: argparse.Namespace) -> int | None:
+    if args.command == "chat":
+        from reflectchat.cli.chat_cmd import run_chat
+
+        return run_chat(args)
+    if args.command == "ask":
+        from reflectchat.cli.ask import run_ask
+
+        return run_ask(args)
+    if args.command == "models":
+        from reflectchat.cli.models import run_models
+
+        return run_models(args)
+    if args.command == "config":
+        from reflectchat.cli.config_cmd import run_config
+
+        return run_config(args)
+    if args.command == "doctor":
+        from reflectchat.cli.tools import run_doctor
+
+        return run_doctor(args)
+    if args.command == "bench":
+        from reflectchat.cli.tools import run_bench
+
+        return run_bench(args)
+    if args.command == "history":
+        from reflectchat.cli.history import run_history
+
+        return run_history(args)
+    if args.command == "view":
+        from reflectchat.cli.view import run_view
+
+        return run_view(args)
+    return None
 
 
 def _silence_broken_pipe() -> None:

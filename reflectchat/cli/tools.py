@@ -8,6 +8,7 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
+from reflectchat.cli.limits import gpu_layers_flag, whole_number_flag
 
 EXIT_USAGE = 2
 GB = 1e9
@@ -22,11 +23,13 @@ def add_tool_parsers(commands: Any) -> None:
         "bench", help="prompt-processing and generation speed on this machine (like llama-bench)"
     )
     bench.add_argument("-m", "--model", metavar="SPEC")
-    bench.add_argument("--gpu-layers", default="auto", metavar="N|all|auto")
-    bench.add_argument("--threads", type=int, metavar="N")
-    bench.add_argument("-p", "--pp", type=int, default=512, metavar="N", help="prompt tokens")
-    bench.add_argument("-n", "--tg", type=int, default=128, metavar="N", help="generated tokens")
-    bench.add_argument("-r", "--repetitions", type=int, default=3, metavar="N")
+    # The same limits as ask's flags and the config (core.config.LIMITS).
+    tokens, repetitions = whole_number_flag("bench_tokens"), whole_number_flag("repetitions")
+    bench.add_argument("--gpu-layers", type=gpu_layers_flag, default="auto", metavar="N|all|auto")
+    bench.add_argument("--threads", type=whole_number_flag("threads"), metavar="N")
+    bench.add_argument("-p", "--pp", type=tokens, default=512, metavar="N", help="prompt tokens")
+    bench.add_argument("-n", "--tg", type=tokens, default=128, metavar="N", help="generated tokens")
+    bench.add_argument("-r", "--repetitions", type=repetitions, default=3, metavar="N")
     bench.add_argument("--force", action="store_true", help="skip the memory fit check")
     bench.add_argument("--json", action="store_true")
 

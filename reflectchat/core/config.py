@@ -27,11 +27,73 @@ class ConfigError(Exception):
     """One line: the file (or variable), the key, its line and what is wrong."""
 
 
-def _gpu_layers(value: object) -> str:
+# The one table of numeric limits, name -> (lowest, highest): argparse (cli/main.py, bench) and
+# the config file / REFLECTCHAT_* variables check against it, so a value means the same everywhere.
+# Past these, llama.cpp crashes (a segfault at 5,000,000 threads, an abort at 10^20) instead of
+# failing.
+LIMITS: dict[str, tuple[int | float, int | float]] = {
+    # n_ctx is an int32 of tokens; 2^24 is past every model's trained context (beyond the
+    # model's own is the engine's business)
+    "context": (1, 2**24),
+    "max_tokens": (1, 2**24),
+    # ggml sizes its thread pool for GGML_MAX_N_THREADS = 512. A fixed bound rather than a
+    # multiple of this machine's cores, so one config file is valid on every machine.
+    "threads": (1, 512),
+    "gpu_layers": (0, 9999),  # besides "all" and "auto"; 999 and 9999 are common for "all"
+    "seed": (-1, 2**32 - 1),  # llama.cpp seeds are uint32; -1 means a random one
+    "temperature": (0.0, 5.0),
+    "top_p": (0.0, 1.0),
+    "bench_tokens": (1, 2**20),  # bench -p/-n: the context is sized to fit them
+    "repetitions": (1, 1000),
+}
+
+
+def _shown(limit: float) -> str:
+    return str(limit) if isinstance(limit, int) else f"{limit:g}"
+
+
+def whole_number(key: str, value: object) -> int:
+    """`value` (an int, or text from a flag or a variable) as an int within LIMITS[key]."""
+    low, high = LIMITS[key]
+    what = f"a whole number from {_shown(low)} to {_shown(high)}"
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:  # also a string of thousands of digits
+            raise ValueError(what) from None
+    if number is None or not low <= number <= high:
+        raise ValueError(what)
+    return number
+
+
+def ranged_number(key: str, value: object) -> float:
+    """`value` as a float within LIMITS[key] (nan and inf never are)."""
+    low, high = LIMITS[key]
+    what = f"a number from {_shown(low)} to {_shown(high)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(what)
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # not a number; an int past float's range
+        raise ValueError(what) from None
+    if not low <= number <= high:
+        raise ValueError(what)
+    return number
+
+
+def gpu_layers_value(value: object) -> str:
+    """A number of layers (within LIMITS), "all" or "auto", as text."""
     text = str(value).strip().lower()
-    if text in ("auto", "all") or (text.isdigit() and not isinstance(value, bool)):
+    if text in ("auto", "all") and isinstance(value, str):
         return text
-    raise ValueError('a number of layers, "all" or "auto"')
+    try:
+        return str(whole_number("gpu_layers", value))
+    except ValueError:
+        low, high = LIMITS["gpu_layers"]
+        raise ValueError(f'a number of layers from {low} to {high}, "all" or "auto"') from None
 
 
 def _choice(*options: str) -> Any:
@@ -43,37 +105,11 @@ def _choice(*options: str) -> Any:
     return check
 
 
-def _positive_int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
-        return int(value)
-    raise ValueError("a whole number above 0")
+def _in_range(key: str, check: Any) -> Any:
+    def validate(value: object) -> Any:
+        return check(key, value)
 
-
-def _unit(value: object) -> float:
-    number = _number(value)
-    if 0.0 <= number <= 1.0:
-        return number
-    raise ValueError("a number from 0 to 1")
-
-
-def _number(value: object) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise ValueError("a number")
-
-
-def _temperature(value: object) -> float:
-    number = _number(value)
-    if 0.0 <= number <= 5.0:
-        return number
-    raise ValueError("a number from 0 to 5")
+    return validate
 
 
 def _text(value: object) -> str:
@@ -102,12 +138,12 @@ def _bool(value: object) -> bool:
 # key -> (validator, what it does). The same names, upper-cased, are the environment variables.
 SETTINGS: dict[str, tuple[Any, str]] = {
     "model": (_text, "default model: an alias, alias:QUANT, a .gguf path or owner/repo:QUANT"),
-    "gpu_layers": (_gpu_layers, 'layers to offload: a number, "all" or "auto"'),
-    "context": (_positive_int, "context size in tokens"),
-    "threads": (_positive_int, "CPU threads"),
-    "max_tokens": (_positive_int, "reply budget in tokens"),
-    "temperature": (_temperature, "sampling temperature"),
-    "top_p": (_unit, "nucleus sampling"),
+    "gpu_layers": (gpu_layers_value, 'layers to offload: a number, "all" or "auto"'),
+    "context": (_in_range("context", whole_number), "context size in tokens"),
+    "threads": (_in_range("threads", whole_number), "CPU threads"),
+    "max_tokens": (_in_range("max_tokens", whole_number), "reply budget in tokens"),
+    "temperature": (_in_range("temperature", ranged_number), "sampling temperature"),
+    "top_p": (_in_range("top_p", ranged_number), "nucleus sampling"),
     "reasoning": (_choice("show", "hide"), 'show or hide thinking: "show" or "hide"'),
     "keep_reasoning": (_bool, "send earlier replies back whole, thinking included"),
     "theme": (_text, "the chat app's theme"),

@@ -9,7 +9,9 @@ thread-safe route), so a slow frame cannot stall the model and quitting cannot d
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -166,6 +168,8 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
         self._last_rate: float | None = None
         self.initial_theme: str | None = None
         self._status_at = 0.0
+        self.exit_signal: int | None = None  # SIGTERM/SIGHUP: the app is on its way out
+        self._signals: list[int] = []
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
         else:
             self._start_load(self.model_spec)
         self.prompt_input.focus()
+        self._catch_stop_signals()
         # Everything alive now (Python, Textual, the stylesheet) lives as long as the app: keep
         # it out of the garbage collector's way, so each collection while a reply streams only
         # scans what the reply created. (20,000 tokens: ~20% faster, and linear again.)
@@ -223,6 +228,7 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
 
     def on_unmount(self) -> None:
         gc.unfreeze()
+        self._release_stop_signals()
         # A worker thread may still be generating or loading: let it stop at once.
         self._abort_load = True
         if self._cancel is not None:
@@ -497,6 +503,8 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
         self._stop_streaming()
         message.reply.fail(message.error)
         self._say(message.error, "error")
+        if self.exit_signal is not None:
+            self._exit_for_signal()
 
     async def on_reply_done(self, message: ReplyDone) -> None:
         self._stop_streaming(still_drawing=True)
@@ -517,6 +525,8 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
         self.conversation_id = message.session.conversation_id
         self._refresh_sidebar()
         self.refresh_bindings()
+        if self.exit_signal is not None:  # the partial reply is saved: now leave
+            self._exit_for_signal()
 
     def _stop_streaming(self, *, still_drawing: bool = False) -> None:
         """The worker is done. `generating` stays set while the end is still being drawn."""
@@ -530,6 +540,50 @@ class ChatApp(CommandsMixin, ConversationsMixin, App[None]):
 
     def watch_generating(self, generating: bool) -> None:
         self.refresh_bindings()
+
+    # -- SIGTERM / SIGHUP ----------------------------------------------------------------------
+    # Their default action kills the process mid-frame: the reply is lost and the terminal
+    # stays in the alternate screen with the mouse reported and the cursor hidden. Treated as
+    # a stop instead: the reply is cancelled, the worker saves what was written, then the app
+    # exits normally (Textual restores the terminal) with 128 + the signal's number.
+
+    def _catch_stop_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                loop.add_signal_handler(signum, self._on_stop_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                return  # not Unix, or not the main thread (some tests): the default stays
+            self._signals.append(signum)
+
+    def _release_stop_signals(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for signum in self._signals:
+            loop.remove_signal_handler(signum)
+        self._signals.clear()
+
+    def _on_stop_signal(self, signum: int) -> None:
+        if self.exit_signal is not None:  # a second one: don't wait any longer
+            self._exit_for_signal()
+            return
+        self.exit_signal = signum
+        if self._pending is not None:  # waiting for the model: nothing was sent or stored
+            self.action_stop()
+        if self._cancel is not None:
+            self._cancel.cancel()  # the worker stops within a token and saves the reply
+            self.set_timer(10.0, self._exit_for_signal)  # a stuck backend can't keep us here
+            return
+        self._exit_for_signal()
+
+    def _exit_for_signal(self) -> None:
+        assert self.exit_signal is not None
+        self.exit(return_code=128 + self.exit_signal)
 
     # -- actions -------------------------------------------------------------------------------
 
