@@ -149,7 +149,9 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "theme": (_text, "the chat app's theme"),
     "endpoint": (_text, "default remote engine: a URL or the name of an [endpoints.NAME] table"),
 }
-ENDPOINT_KEYS = {"url", "model", "api_key_env", "headers", "extra_body"}
+ENDPOINT_KEYS = {
+    "url", "model", "api_key_env", "headers", "extra_body", "connect_timeout", "read_timeout"
+}
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,8 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def _endpoints(value: object, text: str, path: Path) -> dict[str, dict[str, Any]]:
-    """[endpoints.NAME] tables: url (required), model, api_key_env, headers."""
+    """[endpoints.NAME] tables: url (required), model, api_key_env, headers, extra_body,
+    connect_timeout and read_timeout (seconds)."""
     where = f"{path} [endpoints]"
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: must be tables like [endpoints.vllm] with a url")
@@ -237,6 +240,12 @@ def _endpoints(value: object, text: str, path: Path) -> dict[str, dict[str, Any]
             raise ConfigError(f"{here}: 'headers' must be a table of strings")
         if not isinstance(table.get("extra_body", {}), dict):
             raise ConfigError(f"{here}: 'extra_body' must be a table")
+        for key in ("connect_timeout", "read_timeout"):
+            seconds = table.get(key, 1)
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+                0 < seconds < float("inf")
+            ):
+                raise ConfigError(f"{here}: '{key}' must be a number of seconds above 0")
         profiles[name] = dict(table, headers=dict(headers))
     return profiles
 
