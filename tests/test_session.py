@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from reflectchat.core.engine import ContextOverflowError, GenerationParams, Message
 from reflectchat.core.llama_backend import LlamaBackend, LoadOptions
 from reflectchat.core.models import resolve_model
 from reflectchat.core.scripted_backend import ScriptedBackend
-from reflectchat.core.session import ChatSession
+from reflectchat.core.session import ChatSession, HistoryTurn
 from reflectchat.core.store import Store
+from tests.conftest import run_env
 from tests.gguf_fixtures import embedded_model_path
 
 REPLY_1 = "<thinking>Two plus two.<reflection>Yes, four.</reflection></thinking><output>4</output>"
@@ -171,3 +177,133 @@ def test_real_tokenizer_budget(backend: LlamaBackend) -> None:
     session = ChatSession(backend, GenerationParams(max_tokens=1900))
     with pytest.raises(ContextOverflowError, match="context holds 2048"):
         session.send("lorem ipsum " * 100)
+
+
+def long_history(turns: int) -> list[HistoryTurn]:
+    history = []
+    for i in range(turns):
+        history.append(HistoryTurn("user", f"Question {i}: what is {i} times three, briefly?"))
+        history.append(
+            HistoryTurn("assistant", f"<thinking>{i}*3</thinking><output>{i * 3}</output>",
+                        str(i * 3))
+        )  # fmt: skip
+    return history
+
+
+@pytest.mark.parametrize("system_prompt", ["You are brief.", None])
+def test_a_long_history_is_planned_with_each_message_measured_once(
+    backend: LlamaBackend, monkeypatch: pytest.MonkeyPatch, system_prompt: str | None
+) -> None:
+    params = GenerationParams(max_tokens=256)
+    session = ChatSession(backend, params, system_prompt=system_prompt)
+    session.history = long_history(200)
+    whole = backend.count_prompt_tokens(session.model_messages(session.history))
+    assert whole > 2 * backend.n_ctx  # most of it has to go
+
+    calls: list[int] = []
+    tokenize = backend.tokenize_prompt
+
+    def counting(prompt: str) -> list[int]:
+        tokens = tokenize(prompt)
+        calls.append(len(tokens))
+        return tokens
+
+    monkeypatch.setattr(backend, "tokenize_prompt", counting)
+    plan = session.plan("And what is 7 times three?")
+    messages = 2 * 200 + 1
+    assert len(calls) <= messages + 5  # each message once, plus a few whole prompts
+    # Linear work: the tokens tokenized are a small multiple of the history, not one whole
+    # history per dropped turn (what made `ask -c` wait a minute).
+    assert sum(calls) <= 3 * whole
+
+    budget = backend.n_ctx - params.max_tokens
+    assert plan.prompt_tokens <= budget
+    assert plan.prompt_tokens == backend.count_prompt_tokens(plan.messages)  # measured for real
+    assert 0 < plan.dropped_turns < 200
+    if system_prompt is not None:
+        assert plan.messages[0] == Message("system", system_prompt)
+    assert plan.messages[-1] == Message("user", "And what is 7 times three?")
+    kept = [m.content for m in plan.messages if m.role == "user"][:-1]
+    assert kept[-1].startswith("Question 199:") and kept[0].startswith(
+        f"Question {plan.dropped_turns}:"
+    )
+    # As much history as fits: one more turn would not have.
+    newest = HistoryTurn("user", "And what is 7 times three?")
+    one_more = session.model_messages([*session.history[2 * (plan.dropped_turns - 1) :], newest])
+    assert backend.count_prompt_tokens(one_more) > budget
+
+    # The next turn measures only what is new.
+    session.history.append(HistoryTurn("user", "And what is 7 times three?"))
+    session.history.append(HistoryTurn("assistant", "<output>21</output>", "21"))
+    calls.clear()
+    session.plan("And 8?")
+    assert len(calls) <= 6
+
+
+ASKER = """
+    import sys, time
+    from pathlib import Path
+    from reflectchat.core.engine import GenerationParams
+    from reflectchat.core.scripted_backend import ScriptedBackend
+    from reflectchat.core.session import ChatSession
+    from reflectchat.core.store import Store
+    db, cid, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+    with Store(db) as store:
+        backend = ScriptedBackend(["<output>A's answer</output>"])
+        session = ChatSession.resume(backend, GenerationParams(), store, cid)
+        stream = session.send("A asks")  # committed now; the reply comes later
+        print("asked", flush=True)
+        while not go.exists():
+            time.sleep(0.01)
+        stream.run()
+    print("answered", flush=True)
+"""
+
+
+def test_a_slow_reply_keeps_its_place_when_another_process_asks_meanwhile(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "h.sqlite3"
+    with Store(db) as store:
+        cid = store.create_conversation(title="shared", model=None, system_prompt=None)
+    go = tmp_path / "go"
+    asker = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(ASKER), str(db), str(cid), str(go)],
+        env=run_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert asker.stdout is not None
+        assert asker.stdout.readline().strip() == "asked"
+        with Store(db) as store:  # the second process asks and is answered first
+            other = ChatSession.resume(
+                ScriptedBackend(["<output>B's answer</output>"]), GenerationParams(), store, cid
+            )
+            other.send("B asks").run()
+            go.touch()
+            out, err = asker.communicate(timeout=60)
+            assert asker.returncode == 0, err
+            assert out.strip() == "answered"
+            messages = store.get_conversation(cid).messages
+    finally:
+        if asker.poll() is None:
+            asker.kill()
+            asker.wait()
+    assert [m.content for m in messages] == [
+        "A asks", "<output>A's answer</output>", "B asks", "<output>B's answer</output>",
+    ]  # fmt: skip
+    assert [m.turn for m in messages] == [1, 1, 2, 2]
+
+
+def test_regenerate_replaces_its_own_reply_not_a_later_one(tmp_path: Path) -> None:
+    with Store(tmp_path / "h.sqlite3") as store:
+        mine = ChatSession(ScriptedBackend(["<output>1</output>", "<output>one</output>"]),
+                           GenerationParams(), store=store)  # fmt: skip
+        mine.send("first").run()
+        theirs = ChatSession.resume(
+            ScriptedBackend(["<output>2</output>"]), GenerationParams(), store,
+            mine.conversation_id,  # type: ignore[arg-type]
+        )  # fmt: skip
+        theirs.send("second").run()
+        mine.regenerate().run()
+        contents = [m.content for m in store.get_conversation(mine.conversation_id).messages]
+    assert contents == ["first", "<output>one</output>", "second", "<output>2</output>"]
