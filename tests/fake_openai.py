@@ -1,5 +1,6 @@
 """A small OpenAI-compatible server for what a real one won't do on demand: reasoning_content
-deltas, 401, 404, 429-then-success, a stream cut mid-way, a server that never answers."""
+deltas, 401, 404, 429-then-success, a stream cut mid-way, a server that never answers (or sends
+headers and then nothing, or streams forever)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,18 @@ from typing import Any
 
 class FakeOpenAI:
     def __init__(self) -> None:
-        self.mode = "ok"  # ok | reasoning | 401 | 404 | 429-then-ok | 500-then-ok | cut | hang
+        # ok | reasoning | 401 | 404 | 429-then-ok | 500-then-ok | cut | slow | hang
+        # | silent (reads the request, never answers) | headers-only (200 and headers, then
+        # nothing) | forever (content chunks without end, never a finish)
+        self.mode = "ok"
         self.requests: list[dict[str, Any]] = []
         self.failures_left = 0
         self.models = ["fake-reflection"]
         self.reply = ["Hello", " there", "."]
         self.reasoning = ["Let me ", "think."]
+        self.release = threading.Event()  # set on stop: silent handlers end
+        self.chunks_sent = 0  # in forever mode
+        self.disconnected = threading.Event()  # forever mode: the client closed the stream
 
     @property
     def url(self) -> str:
@@ -62,6 +69,9 @@ class FakeOpenAI:
                 if mode == "hang":
                     time.sleep(30)
                     return
+                if mode == "silent":
+                    fake.release.wait(120)
+                    return
                 self._stream(body, mode)
 
             def _stream(self, body: dict, mode: str) -> None:
@@ -69,6 +79,12 @@ class FakeOpenAI:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
+                self.wfile.flush()
+                if mode == "headers-only":
+                    fake.release.wait(120)
+                    return
+                if mode == "forever":
+                    return self._forever(body)
                 deltas: list[dict] = []
                 if mode == "reasoning":
                     deltas += [{"reasoning_content": r} for r in fake.reasoning]
@@ -84,6 +100,15 @@ class FakeOpenAI:
                 self._event(self._chunk(body, {}, "stop"))
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
+
+            def _forever(self, body: dict) -> None:
+                try:
+                    while not fake.release.is_set():
+                        self._event(self._chunk(body, {"content": "word "}, None))
+                        fake.chunks_sent += 1
+                        time.sleep(0.002)
+                except OSError:  # the client closed the stream
+                    fake.disconnected.set()
 
             def _chunk(self, body: dict, delta: dict, finish: str | None) -> dict:
                 return {
@@ -119,6 +144,7 @@ class FakeOpenAI:
         self.thread.start()
 
     def stop(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from reflectchat.core.engine import CancelToken, GenerationParams, Message
-from reflectchat.core.remote_backend import Endpoint, RemoteBackend, RemoteError
+from reflectchat.core.remote_backend import Endpoint, RemoteBackend, RemoteError, redact_url
 from reflectchat.core.reply import ReplyStream
 from reflectchat.core.session import ChatSession
 from tests.conftest import cli, run_env
@@ -22,6 +24,7 @@ from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.gguf_fixtures import embedded_model_path
 
 USER = [Message("user", "Is 9.11 bigger than 9.9?")]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -149,6 +152,215 @@ def test_cancel_closes_the_stream_at_once(fake: FakeOpenAI) -> None:
     assert time.monotonic() - start < 2
     assert result.finish_reason == "cancelled"
     assert 0 < result.raw_text.count("word") < 50
+
+
+# -- bounded waits, immediate cancel, max_tokens, secrets (issue 13) ---------------------------
+
+
+def within(seconds: float, fn: Callable[[], T]) -> T:
+    """fn's result (or its exception), failing the test if it takes longer than `seconds`
+    instead of hanging it."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def host_of(fake: FakeOpenAI) -> str:
+    return f"127.0.0.1:{fake.server.server_address[1]}"
+
+
+def test_default_bounds() -> None:
+    limits = RemoteBackend(Endpoint("http://127.0.0.1:9/v1", "m")).timeouts()
+    assert (limits.connect, limits.read) == (5.0, 30.0)  # all tries fit in ~30 s by default
+
+
+def test_a_silent_server_fails_within_the_bound_retries_included(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.mode = "silent"  # accepts the request, never answers
+    monkeypatch.setenv("REFLECTCHAT_REMOTE_TIMEOUT", "1")
+    start = time.monotonic()
+    with pytest.raises(RemoteError) as err:
+        within(6, lambda: ReplyStream(backend_for(fake), USER, GenerationParams()).run())
+    assert time.monotonic() - start < 3
+    message = str(err.value)
+    assert host_of(fake) in message and "1 s" in message and "did not answer" in message
+    assert "REFLECTCHAT_REMOTE_TIMEOUT" in message and "\n" not in message
+    assert len(fake.requests) == 1  # a timeout is not retried past the bound
+
+
+def test_headers_then_nothing_fails_within_the_profile_bound(fake: FakeOpenAI) -> None:
+    fake.mode = "headers-only"
+    endpoint = Endpoint(fake.url, "fake-reflection", read_timeout=1, connect_timeout=1)
+    start = time.monotonic()
+    with pytest.raises(RemoteError, match=r"sent nothing in 1 s") as err:
+        within(6, lambda: ReplyStream(RemoteBackend(endpoint), USER, GenerationParams()).run())
+    assert time.monotonic() - start < 3
+    assert host_of(fake) in str(err.value)
+
+
+def test_retries_stop_at_the_bound(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.mode, fake.failures_left = "500-then-ok", 1000
+    monkeypatch.setenv("REFLECTCHAT_REMOTE_TIMEOUT", "1.5")
+    start = time.monotonic()
+    with pytest.raises(RemoteError, match="answered 500 after retries"):
+        backend = backend_for(fake, retries=100)
+        within(8, lambda: ReplyStream(backend, USER, GenerationParams()).run())
+    assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize("mode", ["silent", "headers-only"])
+def test_a_cancel_from_another_thread_ends_a_stalled_stream(fake: FakeOpenAI, mode: str) -> None:
+    fake.mode = mode
+    cancel = CancelToken()
+    stream = ReplyStream(backend_for(fake, read_timeout_s=60), USER, GenerationParams(), cancel)
+    threading.Timer(0.5, cancel.cancel).start()
+    start = time.monotonic()
+    result = within(5, stream.run)
+    assert time.monotonic() - start < 1.5
+    assert result.finish_reason == "cancelled" and result.raw_text == ""
+
+
+def test_an_endless_stream_stops_at_max_tokens(fake: FakeOpenAI) -> None:
+    fake.mode = "forever"
+    stream = ReplyStream(backend_for(fake), USER, GenerationParams(max_tokens=20))
+    result = within(10, stream.run)
+    assert result.finish_reason == "length"
+    assert result.raw_text == "word " * 20
+    assert result.stats.completion_tokens == 20
+    assert fake.disconnected.wait(3)  # the stream was closed, not left running
+
+
+def test_cli_a_silent_server_is_one_line_and_exit_1(fake: FakeOpenAI) -> None:
+    fake.mode = "silent"
+    start = time.monotonic()
+    proc = subprocess.run(
+        cli("ask", "--endpoint", fake.url, "-m", "fake-reflection", "hi", "--no-save"),
+        capture_output=True,
+        text=True,
+        env=run_env(REFLECTCHAT_REMOTE_TIMEOUT="1"),
+        timeout=30,
+    )
+    assert time.monotonic() - start < 15
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert host_of(fake) in proc.stderr and "1 s" in proc.stderr
+
+
+def test_cli_profile_timeouts(fake: FakeOpenAI, isolated_home: Path) -> None:
+    fake.mode = "headers-only"
+    config = isolated_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        f'[endpoints.slow]\nurl = "{fake.url}"\nmodel = "fake-reflection"\n'
+        "connect_timeout = 1\nread_timeout = 1.5\n"
+    )
+    env = run_env(REFLECTCHAT_HOME=str(isolated_home))
+    proc = subprocess.run(
+        cli("ask", "--endpoint", "slow", "hi", "--no-save"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "sent nothing in 1.5 s" in proc.stderr
+    assert host_of(fake) in proc.stderr
+    # a bad value: in the file, a usage error naming the key; in the variable, one line
+    config.write_text(f'[endpoints.slow]\nurl = "{fake.url}"\nread_timeout = -1\n')
+    proc = subprocess.run(
+        cli("ask", "--endpoint", "slow", "hi"), capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2 and "'read_timeout' must be a number of seconds" in proc.stderr
+    config.unlink()
+    proc = subprocess.run(
+        cli("ask", "--endpoint", fake.url, "hi"),
+        capture_output=True,
+        text=True,
+        env=run_env(REFLECTCHAT_HOME=str(isolated_home), REFLECTCHAT_REMOTE_TIMEOUT="soon"),
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "REFLECTCHAT_REMOTE_TIMEOUT must be a number of seconds" in proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["silent", "headers-only"])
+def test_cli_ctrl_c_ends_a_stalled_stream_at_once(fake: FakeOpenAI, mode: str) -> None:
+    fake.mode = mode
+    proc = subprocess.Popen(
+        cli("ask", "--endpoint", fake.url, "-m", "fake-reflection", "hi", "--no-save"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=run_env(),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not fake.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.requests, "the request never arrived"
+        time.sleep(0.5)  # waiting for the headers, or (headers out) for the first chunk
+        proc.send_signal(signal.SIGINT)  # once: the first Ctrl+C must do it
+        start = time.monotonic()
+        _, stderr = proc.communicate(timeout=5)
+        assert time.monotonic() - start < 1.5
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "cancelled" in stderr and "Traceback" not in stderr
+
+
+def test_redact_url() -> None:
+    assert redact_url("http://user:pw@host:8000/v1") == "http://***@host:8000/v1"
+    assert redact_url("https://h/v1?api-version=2&api_key=s3&token=t4") == (
+        "https://h/v1?api-version=2&api_key=***&token=***"
+    )
+    assert redact_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+
+
+def test_secrets_in_the_url_never_appear_in_messages(fake: FakeOpenAI) -> None:
+    port = fake.server.server_address[1]
+    url = f"http://alice:hunter2@127.0.0.1:{port}/v1?api-version=7&api_key=sekrit"
+    fake.mode = "401"
+    with pytest.raises(RemoteError) as err:
+        ReplyStream(RemoteBackend(Endpoint(url, "fake-reflection")), USER, GenerationParams()).run()
+    message = str(err.value)
+    assert "hunter2" not in message and "sekrit" not in message
+    assert f"***@127.0.0.1:{port}/v1" in message
+    backend = RemoteBackend(Endpoint(url), retries=0)
+    assert "hunter2" not in backend.model_name and "sekrit" not in backend.model_name
+    fake.mode = "headers-only"
+    with pytest.raises(RemoteError) as err:
+        ReplyStream(
+            RemoteBackend(Endpoint(url, "fake-reflection"), read_timeout_s=0.5),
+            USER,
+            GenerationParams(),
+        ).run()
+    assert "hunter2" not in str(err.value) and "sekrit" not in str(err.value)
+    # the query still goes with every request
+    assert "api-version=7" in fake.requests[-1]["path"]
+    free = _free_port()
+    proc = subprocess.run(
+        cli("ask", "--endpoint", f"http://bob:pa55w0rd@127.0.0.1:{free}/v1?token=tok3n", "hi"),
+        capture_output=True,
+        text=True,
+        env=run_env(),
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "cannot connect" in proc.stderr
+    assert "pa55w0rd" not in proc.stderr and "tok3n" not in proc.stderr
 
 
 def test_model_listing(fake: FakeOpenAI) -> None:

@@ -344,6 +344,8 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
             headers=p.get("headers", {}),
             name=args.endpoint,
             extra_body=p.get("extra_body", {}),
+            connect_timeout=p.get("connect_timeout"),
+            read_timeout=p.get("read_timeout"),
         )
     if "://" not in args.endpoint:
         known = ", ".join(profiles) or "none configured"
