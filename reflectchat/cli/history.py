@@ -9,7 +9,7 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.sanitize import strip_controls
+from reflectchat.core.sanitize import escape_controls, strip_controls
 from reflectchat.core.sections import parse
 from reflectchat.core.store import Conversation, ConversationNotFound, Store, StoreError
 
@@ -132,9 +132,8 @@ def _show(store: Store, args: argparse.Namespace) -> int:
         render_parsed(console, parse(message.content), show_reasoning=show)
         if message.finish_reason and message.finish_reason != "stop":
             label = {"cancelled": "cancelled", "length": "stopped at the token limit"}
-            console.print(
-                Text(f"({label.get(message.finish_reason, message.finish_reason)})", style="dim")
-            )
+            reason = strip_controls(label.get(message.finish_reason, message.finish_reason))
+            console.print(Text(f"({reason})", style="dim"))
     return 0
 
 
@@ -173,7 +172,9 @@ def to_dict(conversation: Conversation) -> dict[str, Any]:
 
 def to_markdown(conversation: Conversation, *, details: bool = True) -> str:
     """Markdown with thinking and reflections in <details> blocks, which GitHub and most
-    viewers fold. Model text is quoted as-is; it is a document, not a terminal."""
+    viewers fold. Stored text is quoted as it was, except that control characters (escape
+    sequences, bidi overrides) are written visibly (␛, <U+202E>): the file is read with `cat`
+    and `history show` pipes it, so nothing in it may act on a terminal."""
     s = conversation.summary
     out = [f"# {s.title}\n", f"*{s.model or 'unknown model'} · {_when(s.created_at)}*\n"]
     if conversation.system_prompt:
@@ -199,7 +200,7 @@ def to_markdown(conversation: Conversation, *, details: bool = True) -> str:
             out.append(parsed.answer + "\n")
         if m.finish_reason and m.finish_reason != "stop":
             out.append(f"*({m.finish_reason})*\n")
-    return "\n".join(out)
+    return escape_controls("\n".join(out))
 
 
 def add_history_parser(commands: Any, parser_class: type) -> None:

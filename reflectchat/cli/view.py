@@ -14,23 +14,56 @@ from reflectchat.cli.jsonout import to_json
 from reflectchat.core.reply import result_from_text
 
 EXIT_USAGE = 2
+# Text to view is a reply, not a disk image: a bound keeps `view /dev/zero` from eating memory.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+_LIMIT = f"{MAX_INPUT_BYTES // (1024 * 1024)} MiB"
+
+
+def decode_input(data: bytes) -> str:
+    """Bytes from a pipe or file as text. Invalid UTF-8 becomes U+FFFD: never surrogates, which
+    would carry raw bytes such as 0x9b (8-bit CSI) back out to the terminal."""
+    return data.decode("utf-8", "replace")
+
+
+def read_stdin_text(what: str = "the input") -> str:
+    """All of stdin as text (at most MAX_INPUT_BYTES), for `view` and `ask`'s piped prompt.
+
+    Raises CliError (exit 2) with one line when stdin is closed, unreadable or too large."""
+    if sys.stdin is None:
+        raise CliError(f"{what} is closed: pipe text in or give it as an argument", EXIT_USAGE)
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        if stream is None:  # a text stream put in place of stdin (embedding, tests)
+            data = sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8", "surrogateescape")
+        else:
+            data = stream.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read {what}: {exc.strerror or exc}", EXIT_USAGE) from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise CliError(f"{what} is larger than {_LIMIT}: give at most {_LIMIT} of text", EXIT_USAGE)
+    return decode_input(data)
 
 
 def read_source(name: str) -> str:
     if name == "-":
-        if sys.stdin.isatty():
+        if sys.stdin is None or sys.stdin.isatty():
             raise CliError("nothing to view: give a FILE or pipe text in", EXIT_USAGE)
-        return sys.stdin.read()
+        return read_stdin_text("standard input")
     path = Path(name)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
     except FileNotFoundError:
         raise CliError(f"{path}: no such file", EXIT_USAGE) from None
     except IsADirectoryError:
         raise CliError(f"{path} is a directory: give a text file", EXIT_USAGE) from None
     except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
-    return data.decode("utf-8", "replace")
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise CliError(
+            f"{path} is larger than {_LIMIT}: view shows at most {_LIMIT} of text", EXIT_USAGE
+        )
+    return decode_input(data)
 
 
 def run_view(args: argparse.Namespace) -> int:
