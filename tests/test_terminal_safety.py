@@ -341,3 +341,26 @@ def test_escaped_text_is_inert_and_json_is_faithful(parts: list[str]) -> None:
     dumped = to_json({"text": text})
     assert FORBIDDEN.search(dumped) is None and not re.search("[\ud800-\udfff]", dumped)
     assert json.loads(dumped) == {"text": text}
+
+
+def test_an_unfinished_sequence_in_the_thinking_does_not_eat_the_answer() -> None:
+    """The terminal renderer strips per section: a sequence left open at the end of the
+    thinking is dropped there, and the answer after it shows whole."""
+    import io
+
+    from rich.console import Console
+
+    from reflectchat.cli.render import TerminalRenderer
+    from reflectchat.core.sections import SectionParser
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80, markup=False, highlight=False)
+    renderer = TerminalRenderer(console, show_reasoning=True)
+    parser = SectionParser()
+    text = "<thinking>step one \x1b]0;half</thinking><output>The answer is 42.</output>"
+    for event in [*parser.feed(text), *parser.finish()]:
+        renderer.handle(event)
+    renderer.finish(None)
+    shown = out.getvalue()
+    assert "The answer is 42." in shown
+    assert "\x1b]0;" not in shown

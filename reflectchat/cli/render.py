@@ -111,16 +111,11 @@ class TerminalRenderer:
             elif not self._answer_started:
                 self._start_answer(labelled=kind == "output" or self._reflections > 0)
         elif event.type == "text":
-            text = self._stripper.feed(event.text)
-            if kind in ("thinking", "reflection"):
-                self._thinking_chars += len(text)
-                if self.show_reasoning:
-                    self._write_reasoning(text, kind)
-                else:
-                    self._show_status()
-            else:
-                self._write_answer(text)
+            self._write_text(kind, self._stripper.feed(event.text))
         elif event.type == "close":
+            # An unfinished control sequence ends with its section: what it held back is
+            # shown there, never carried into the next section.
+            self._write_text(kind, self._stripper.flush())
             if self._stack:
                 self._stack.pop()
             if kind in ("thinking", "reflection") and self.show_reasoning:
@@ -136,6 +131,18 @@ class TerminalRenderer:
         elif event.type == "retag" and self.show_reasoning:
             self._flush_answer()
             self.console.print(Text("(the text above was the model's thinking)", "dim"))
+
+    def _write_text(self, kind: str, text: str) -> None:
+        if not text:
+            return
+        if kind in ("thinking", "reflection"):
+            self._thinking_chars += len(text)
+            if self.show_reasoning:
+                self._write_reasoning(text, kind)
+            else:
+                self._show_status()
+        else:
+            self._write_answer(text)
 
     def _show_status(self) -> None:
         if self._status is None:
@@ -239,6 +246,7 @@ class TerminalRenderer:
 
     def finish(self, result: ReplyResult | None) -> None:
         """End of the reply (also after Ctrl+C): flush what is pending, add the footer."""
+        self._write_text(self._stack[-1] if self._stack else "text", self._stripper.flush())
         self._stop_status()
         self._end_line()
         self._flush_answer()

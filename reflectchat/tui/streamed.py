@@ -246,6 +246,10 @@ class StreamedText(Vertical):
         if self._settled:
             return
         self._settled = True
+        rest = self._stripper.flush()  # what an unfinished control sequence held back
+        if rest:
+            self._parts.append(rest)
+            self._pending += rest
         tail, self._pending = self._pending, ""
         from_start = True
         if self._feed is not None:
