@@ -516,3 +516,24 @@ def test_real_server_cancel(real_server: str) -> None:
     # the server is still fine afterwards
     again = ReplyStream(backend, USER, GenerationParams(max_tokens=4)).run()
     assert again.finish_reason in ("stop", "length")
+
+
+def test_cli_secrets_stay_hidden_in_listings_and_bad_endpoints(fake: FakeOpenAI) -> None:
+    port = fake.server.server_address[1]
+    listed = subprocess.run(
+        cli("models", "list", "--endpoint", f"http://u:hunter2@127.0.0.1:{port}/v1", "--json"),
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "hunter2" not in listed.stdout and "***@127.0.0.1" in listed.stdout
+    bad = subprocess.run(
+        cli("ask", "--no-save", "--endpoint", "user:hunter2@host/v1", "hi"),
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "hunter2" not in bad.stderr and "neither a URL" in bad.stderr

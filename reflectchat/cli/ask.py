@@ -349,8 +349,11 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
         )
     if "://" not in args.endpoint:
         known = ", ".join(profiles) or "none configured"
+        from reflectchat.core.remote_backend import redact_url
+
+        shown = redact_url(f"http://{args.endpoint}").removeprefix("http://")
         raise CliError(
-            f"--endpoint '{args.endpoint}' is neither a URL (http://host:port/v1) nor "
+            f"--endpoint '{shown}' is neither a URL (http://host:port/v1) nor "
             f"an endpoint profile ({known})",
             EXIT_USAGE,
         )

@@ -106,7 +106,7 @@ def run_endpoint_list(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         raise CliError(str(exc)) from exc
     if args.json:
-        print(to_json({"endpoint": endpoint.base_url, "models": names}))
+        print(to_json({"endpoint": endpoint.display_url, "models": names}))
     else:
         for name in names:
             print(name)
