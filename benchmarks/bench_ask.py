@@ -39,10 +39,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     opts = parser.parse_args()
 
-    from reflectchat.core.engine import Message
-    from reflectchat.core.llama_backend import LlamaBackend, LoadOptions, default_threads
-    from reflectchat.core.models import resolve_model
-    from reflectchat.core.prompts import REFLECTION_SYSTEM_PROMPT
+    from reflectchat.core.chat.prompts import REFLECTION_SYSTEM_PROMPT
+    from reflectchat.core.engine.base import Message
+    from reflectchat.core.engine.llama import LlamaBackend, LoadOptions, default_threads
+    from reflectchat.core.models.resolve import resolve_model
 
     threads = default_threads()
     model = resolve_model("smollm2")

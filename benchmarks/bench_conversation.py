@@ -13,10 +13,10 @@ import json
 import statistics
 from pathlib import Path
 
-from reflectchat.core.engine import GenerationParams
-from reflectchat.core.llama_backend import LlamaBackend, LoadOptions, default_threads
-from reflectchat.core.models import resolve_model
-from reflectchat.core.session import ChatSession
+from reflectchat.core.chat.session import ChatSession
+from reflectchat.core.engine.base import GenerationParams
+from reflectchat.core.engine.llama import LlamaBackend, LoadOptions, default_threads
+from reflectchat.core.models.resolve import resolve_model
 
 MESSAGES = [
     "Tell me about the history of tea in two sentences.",

@@ -33,12 +33,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reflectchat.core.scripted_backend import ScriptedBackend  # noqa: E402
-from reflectchat.core.store import Store  # noqa: E402
+from reflectchat.core.chat.store import Store  # noqa: E402
+from reflectchat.testing.scripted_backend import ScriptedBackend  # noqa: E402
 from reflectchat.tui.app import ChatApp  # noqa: E402
 from reflectchat.tui.loading import ChatOptions  # noqa: E402
 from reflectchat.tui.messages import AssistantMessage  # noqa: E402
-from tests.tui_support import long_transcript  # noqa: E402
+from tests.support.tui import long_transcript  # noqa: E402
 
 SIZE = (120, 40)
 

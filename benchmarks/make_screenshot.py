@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.text import Text
 
 from reflectchat.cli.render import footer, render_parsed
-from reflectchat.core.engine import GenerationParams, Message
-from reflectchat.core.llama_backend import LlamaBackend, LoadOptions
-from reflectchat.core.models import resolve_model
-from reflectchat.core.prompts import REFLECTION_SYSTEM_PROMPT
-from reflectchat.core.reply import ReplyStream
+from reflectchat.core.chat.prompts import REFLECTION_SYSTEM_PROMPT
+from reflectchat.core.engine.base import GenerationParams, Message
+from reflectchat.core.engine.llama import LlamaBackend, LoadOptions
+from reflectchat.core.models.resolve import resolve_model
+from reflectchat.core.reply.stream import ReplyStream
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reflectchat.core.store import Store  # noqa: E402
+from reflectchat.core.chat.store import Store  # noqa: E402
 from reflectchat.tui.app import ChatApp  # noqa: E402
 from reflectchat.tui.loading import ChatOptions  # noqa: E402
-from tests.tui_support import (  # noqa: E402
+from tests.support.tui import (  # noqa: E402
     STRAWBERRY_PROMPT,
     STRAWBERRY_REPLY,
     scripted,

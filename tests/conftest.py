@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO, SYNTH
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,6 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "reflectchat", *args]
 
 
-SYNTH = REPO.parent / "shared" / "tools" / "synth_gguf.py"
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import reflectchat.core
 from tests.conftest import REPO, cli, run_env
 
 CORE_MODULES = sorted(
-    f"reflectchat.core.{m.name}" for m in pkgutil.iter_modules(reflectchat.core.__path__)
+    m.name for m in pkgutil.walk_packages(reflectchat.core.__path__, "reflectchat.core.")
 )
 
 
@@ -32,7 +32,7 @@ def test_core_module_imports_no_ui_library(module: str) -> None:
 
 
 def test_core_sources_do_not_mention_ui_imports() -> None:
-    for path in (REPO / "reflectchat" / "core").glob("*.py"):
+    for path in (REPO / "reflectchat" / "core").rglob("*.py"):
         for line in path.read_text().splitlines():
             stripped = line.strip()
             assert not stripped.startswith(

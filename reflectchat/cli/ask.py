@@ -15,22 +15,22 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError, SignalExit
 from reflectchat.cli.jsonout import to_json
+from reflectchat.core.chat.prompts import PROMPT_STYLES
+from reflectchat.core.chat.session import ChatSession, HistoryTurn
+from reflectchat.core.chat.store import Conversation, ConversationNotFound, Store, StoreError
 from reflectchat.core.config import Config, ConfigError, load_config
-from reflectchat.core.engine import CancelToken, EngineError, GenerationParams
-from reflectchat.core.fit import ModelTooBigError
-from reflectchat.core.gguf_file import GGUFError
-from reflectchat.core.models import (
+from reflectchat.core.engine.base import CancelToken, EngineError, GenerationParams
+from reflectchat.core.engine.remote import Endpoint
+from reflectchat.core.models.fit import ModelTooBigError
+from reflectchat.core.models.gguf_file import GGUFError
+from reflectchat.core.models.resolve import (
     CatalogEntry,
     ModelNotFoundError,
     ResolvedModel,
     entry_for_file,
     resolve_model,
 )
-from reflectchat.core.prompts import PROMPT_STYLES
-from reflectchat.core.remote_backend import Endpoint
-from reflectchat.core.reply import ReplyResult
-from reflectchat.core.session import ChatSession, HistoryTurn
-from reflectchat.core.store import Conversation, ConversationNotFound, Store, StoreError
+from reflectchat.core.reply.stream import ReplyResult
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -100,7 +100,7 @@ def generation_params(args: argparse.Namespace, entry: CatalogEntry | None) -> G
 
 
 def load_backend(args: argparse.Namespace, model: ResolvedModel) -> Any:
-    from reflectchat.core.llama_backend import LLAMA_LOG, LlamaBackend, LoadOptions, ModelLoadError
+    from reflectchat.core.engine.llama import LLAMA_LOG, LlamaBackend, LoadOptions, ModelLoadError
 
     LLAMA_LOG.echo = bool(args.debug)
     options = LoadOptions(
@@ -349,7 +349,7 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
         )
     if "://" not in args.endpoint:
         known = ", ".join(profiles) or "none configured"
-        from reflectchat.core.remote_backend import redact_url
+        from reflectchat.core.engine.remote import redact_url
 
         shown = redact_url(f"http://{args.endpoint}").removeprefix("http://")
         raise CliError(
@@ -363,7 +363,7 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
 def _remote_backend(
     args: argparse.Namespace, stored: Conversation | None
 ) -> tuple[Any, CatalogEntry | None, str]:
-    from reflectchat.core.remote_backend import RemoteBackend, RemoteError
+    from reflectchat.core.engine.remote import RemoteBackend, RemoteError
 
     endpoint = endpoint_from(args)
     if endpoint.model is None and stored is not None and stored.summary.model:

@@ -47,7 +47,7 @@ def _remote_endpoint(args: argparse.Namespace) -> Any:
     import dataclasses
 
     from reflectchat.cli.ask import endpoint_from
-    from reflectchat.core.remote_backend import RemoteBackend, RemoteError
+    from reflectchat.core.engine.remote import RemoteBackend, RemoteError
 
     endpoint = endpoint_from(args)
     if endpoint.model is None:
@@ -64,7 +64,7 @@ def _open_history(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The history store, checked before the app starts: a conversation that does not exist
     is a one-line error here, not a surprise inside the app. A history that cannot be opened
     is not fatal: the chat runs unsaved and says so."""
-    from reflectchat.core.store import ConversationNotFound, Store, StoreError
+    from reflectchat.core.chat.store import ConversationNotFound, Store, StoreError
 
     if args.no_save:
         if args.conversation is not None or args.continue_last:

@@ -6,7 +6,7 @@ import signal
 import sys
 import traceback
 
-from reflectchat.core.sanitize import strip_controls
+from reflectchat.core.reply.sanitize import strip_controls
 
 
 class CliError(Exception):

@@ -9,9 +9,9 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.sanitize import escape_controls, strip_controls
-from reflectchat.core.sections import parse
-from reflectchat.core.store import Conversation, ConversationNotFound, Store, StoreError
+from reflectchat.core.chat.store import Conversation, ConversationNotFound, Store, StoreError
+from reflectchat.core.reply.sanitize import escape_controls, strip_controls
+from reflectchat.core.reply.sections import parse
 
 EXIT_USAGE = 2
 

@@ -18,9 +18,9 @@ def _gb(n: int | None) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from reflectchat.core.gguf_file import GGUFError
-    from reflectchat.core.model_info import model_info
-    from reflectchat.core.models import ModelNotFoundError, resolve_model
+    from reflectchat.core.models.gguf_file import GGUFError
+    from reflectchat.core.models.info import model_info
+    from reflectchat.core.models.resolve import ModelNotFoundError, resolve_model
 
     try:
         info = model_info(resolve_model(args.spec), args.ctx)
@@ -60,7 +60,7 @@ def run_info(args: argparse.Namespace) -> int:
         ),
     ]
     width = max(len(k) for k, _ in rows)
-    from reflectchat.core.sanitize import strip_controls
+    from reflectchat.core.reply.sanitize import strip_controls
 
     for key, value in rows:  # the name and paths come from the file: keep them inert
         print(f"{key.ljust(width)}  {strip_controls(str(value))}")
@@ -69,7 +69,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_default(args: argparse.Namespace) -> int:
     from reflectchat.core.config import ConfigError, set_value
-    from reflectchat.core.models import ModelNotFoundError, parse_spec, resolve_model
+    from reflectchat.core.models.resolve import ModelNotFoundError, parse_spec, resolve_model
 
     try:
         parse_spec(args.spec)
@@ -88,7 +88,7 @@ def run_default(args: argparse.Namespace) -> int:
 def run_endpoint_list(args: argparse.Namespace) -> int:
     from reflectchat.cli.ask import endpoint_from
     from reflectchat.core.config import ConfigError, load_config
-    from reflectchat.core.remote_backend import RemoteBackend, RemoteError
+    from reflectchat.core.engine.remote import RemoteBackend, RemoteError
 
     try:
         config = load_config()

@@ -12,8 +12,8 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.hub import HubError, PullPlan, format_bytes, guess_quant
-from reflectchat.core.sanitize import strip_controls
+from reflectchat.core.models.hub import HubError, PullPlan, format_bytes, guess_quant
+from reflectchat.core.reply.sanitize import strip_controls
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -98,7 +98,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def catalog_rows() -> list[dict[str, Any]]:
     """Every catalog quantization, and where it is on disk (the cache only; no network)."""
-    from reflectchat.core.models import (
+    from reflectchat.core.models.resolve import (
         EMBEDDED_FILE,
         ModelNotFoundError,
         embedded_model_path,
@@ -159,7 +159,7 @@ def _row(
 
 def found_rows(catalog: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """GGUF files from other tools (and other Hugging Face repos), minus the catalog's own."""
-    from reflectchat.core.discovery import discover
+    from reflectchat.core.models.discovery import discover
 
     known = {os.path.realpath(p) for row in catalog for p in row["parts"]}
     return [
@@ -235,7 +235,7 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from reflectchat.core.hub import cached_paths, plan_pull, pull
+    from reflectchat.core.models.hub import cached_paths, plan_pull, pull
 
     plan = plan_pull(args.spec)
     name = strip_controls(plan.display)
@@ -323,7 +323,7 @@ def _progress(plan: PullPlan) -> Iterator[Callable[[int, int], None]]:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from reflectchat.core.hub import remove
+    from reflectchat.core.models.hub import remove
 
     removed = remove(args.spec)
     count = sum(1 for p in removed if "snapshots" in p.parts)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from reflectchat.core.sanitize import strip_controls
-from reflectchat.core.sections import ParsedReply
+from reflectchat.core.reply.sanitize import strip_controls
+from reflectchat.core.reply.sections import ParsedReply
 
 
 def write_plain(stream: TextIO, parsed: ParsedReply, *, show_reasoning: bool) -> None:

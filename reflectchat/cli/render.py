@@ -19,9 +19,9 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from reflectchat.core.reply import ReplyResult
-from reflectchat.core.sanitize import ControlStripper, strip_controls
-from reflectchat.core.sections import ParsedReply, SectionEvent
+from reflectchat.core.reply.sanitize import ControlStripper, strip_controls
+from reflectchat.core.reply.sections import ParsedReply, SectionEvent
+from reflectchat.core.reply.stream import ReplyResult
 
 THINKING_STYLE = "dim italic"
 REFLECTION_STYLE = "bold yellow"

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from reflectchat.cli.errors import CliError
-from reflectchat.core.scripted_backend import ScriptedBackend
+from reflectchat.testing.scripted_backend import ScriptedBackend
 
 ENV = "REFLECTCHAT_SCRIPTED_REPLY"
 

@@ -39,7 +39,7 @@ def _gb(n: int | None) -> str:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from reflectchat.core.doctor import diagnose
+    from reflectchat.core.host.doctor import diagnose
 
     report = diagnose()
     if args.json:
@@ -80,11 +80,11 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from reflectchat.core.bench import run_bench as bench
-    from reflectchat.core.fit import ModelTooBigError
-    from reflectchat.core.gguf_file import GGUFError
-    from reflectchat.core.llama_backend import LlamaBackend, LoadOptions, ModelLoadError
-    from reflectchat.core.models import ModelNotFoundError, resolve_model
+    from reflectchat.core.engine.llama import LlamaBackend, LoadOptions, ModelLoadError
+    from reflectchat.core.host.bench import run_bench as bench
+    from reflectchat.core.models.fit import ModelTooBigError
+    from reflectchat.core.models.gguf_file import GGUFError
+    from reflectchat.core.models.resolve import ModelNotFoundError, resolve_model
 
     try:
         model = resolve_model(args.model)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.reply import result_from_text
+from reflectchat.core.reply.stream import result_from_text
 
 EXIT_USAGE = 2
 # Text to view is a reply, not a disk image: a bound keeps `view /dev/zero` from eating memory.

@@ -25,11 +25,11 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Footer, Markdown
 
-from reflectchat.core.engine import Backend, CancelToken, EngineError
-from reflectchat.core.reply import ReplyResult
-from reflectchat.core.sanitize import strip_controls
-from reflectchat.core.session import ChatSession
-from reflectchat.core.store import Store, StoreError
+from reflectchat.core.chat.session import ChatSession
+from reflectchat.core.chat.store import Store, StoreError
+from reflectchat.core.engine.base import Backend, CancelToken, EngineError
+from reflectchat.core.reply.sanitize import strip_controls
+from reflectchat.core.reply.stream import ReplyResult
 from reflectchat.tui.commands import UNSET, CommandsMixin
 from reflectchat.tui.conversations import ConversationsMixin
 from reflectchat.tui.loading import (

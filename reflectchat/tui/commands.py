@@ -11,7 +11,7 @@ from typing import Any
 from textual.app import SystemCommand
 from textual.screen import Screen
 
-from reflectchat.core.models import load_catalog
+from reflectchat.core.models.resolve import load_catalog
 from reflectchat.tui.screens import TextEntryScreen
 from reflectchat.tui.slash import NAMES
 

@@ -11,11 +11,11 @@ from textual.widgets import OptionList
 
 from reflectchat.cli.history import to_dict, to_markdown
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.engine import GenerationStats
-from reflectchat.core.reply import ReplyResult
-from reflectchat.core.sanitize import strip_controls
-from reflectchat.core.sections import parse
-from reflectchat.core.store import Conversation
+from reflectchat.core.chat.store import Conversation
+from reflectchat.core.engine.base import GenerationStats
+from reflectchat.core.reply.sanitize import strip_controls
+from reflectchat.core.reply.sections import parse
+from reflectchat.core.reply.stream import ReplyResult
 from reflectchat.tui.messages import AssistantMessage, UserMessage, Welcome
 from reflectchat.tui.screens import ConfirmScreen, TextEntryScreen
 from reflectchat.tui.sidebar import ConversationList, Sidebar

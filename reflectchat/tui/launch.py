@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from reflectchat.core.store import Store
+from reflectchat.core.chat.store import Store
 from reflectchat.tui.app import ChatApp
 from reflectchat.tui.loading import ChatOptions, llama_factory, remote_factory
 

@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reflectchat.core.engine import Backend, GenerationParams
-from reflectchat.core.models import CatalogEntry, ResolvedModel, entry_for_file, load_catalog
-from reflectchat.core.prompts import PROMPT_STYLES
+from reflectchat.core.chat.prompts import PROMPT_STYLES
+from reflectchat.core.engine.base import Backend, GenerationParams
+from reflectchat.core.models.resolve import (
+    CatalogEntry,
+    ResolvedModel,
+    entry_for_file,
+    load_catalog,
+)
 
 ProgressFn = Callable[[float], object]
 BackendFactory = Callable[[str, ProgressFn], Backend]
@@ -88,8 +93,8 @@ def llama_factory(load: dict[str, Any] | None = None) -> BackendFactory:
     load = dict(load or {})
 
     def factory(spec: str, progress: ProgressFn) -> Backend:
-        from reflectchat.core.llama_backend import LlamaBackend, LoadOptions
-        from reflectchat.core.models import resolve_model
+        from reflectchat.core.engine.llama import LlamaBackend, LoadOptions
+        from reflectchat.core.models.resolve import resolve_model
 
         model = resolve_model(spec)
         return LlamaBackend(model, LoadOptions(progress=progress, **load))
@@ -103,7 +108,7 @@ def remote_factory(endpoint: Any) -> BackendFactory:
     def factory(spec: str, progress: ProgressFn) -> Backend:
         import dataclasses
 
-        from reflectchat.core.remote_backend import RemoteBackend
+        from reflectchat.core.engine.remote import RemoteBackend
 
         backend = RemoteBackend(dataclasses.replace(endpoint, model=spec or endpoint.model))
         backend.resolve_model_name()  # fail here, as a load error, if the server can't serve it
@@ -115,13 +120,13 @@ def remote_factory(endpoint: Any) -> BackendFactory:
 
 def load_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions a model load reports as one human line."""
-    from reflectchat.core.engine import EngineError
-    from reflectchat.core.gguf_file import GGUFError
-    from reflectchat.core.models import ModelNotFoundError
+    from reflectchat.core.engine.base import EngineError
+    from reflectchat.core.models.gguf_file import GGUFError
+    from reflectchat.core.models.resolve import ModelNotFoundError
 
     types: tuple[type[BaseException], ...] = (EngineError, GGUFError, ModelNotFoundError)
     try:  # the fit check ("too big for this machine; use a smaller quant or --force")
-        from reflectchat.core.fit import ModelTooBigError
+        from reflectchat.core.models.fit import ModelTooBigError
     except ImportError:  # pragma: no cover - older core
         pass
     else:

@@ -18,9 +18,9 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from reflectchat.cli.render import footer
-from reflectchat.core.reply import ReplyResult
-from reflectchat.core.sanitize import strip_controls
-from reflectchat.core.sections import ParsedReply, SectionEvent
+from reflectchat.core.reply.sanitize import strip_controls
+from reflectchat.core.reply.sections import ParsedReply, SectionEvent
+from reflectchat.core.reply.stream import ReplyResult
 from reflectchat.tui.streamed import StreamedText
 from reflectchat.tui.streaming import merge_text
 

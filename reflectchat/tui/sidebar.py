@@ -11,8 +11,8 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from reflectchat.core.sanitize import strip_controls
-from reflectchat.core.store import ConversationSummary
+from reflectchat.core.chat.store import ConversationSummary
+from reflectchat.core.reply.sanitize import strip_controls
 
 
 class ConversationList(OptionList):

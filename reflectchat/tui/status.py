@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import ProgressBar
 
-from reflectchat.core.sanitize import strip_controls
+from reflectchat.core.reply.sanitize import strip_controls
 
 
 def describe_backend(backend: object) -> list[str]:

@@ -32,7 +32,7 @@ from textual.widget import Widget
 from textual.widgets import Markdown
 
 from reflectchat.cli.render import cap_nesting, split_complete_blocks
-from reflectchat.core.sanitize import ControlStripper, strip_controls
+from reflectchat.core.reply.sanitize import ControlStripper, strip_controls
 
 # Columns' worth of quotes and lists the chat app nests (about 12 quotes or 16 lists) before
 # leaving deeper markers as text: markdown-it would drop the rest of the block past 20 levels.

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from reflectchat.core.engine import Backend, CancelToken, Delta, GenerationParams, Message
-from reflectchat.core.engine import StreamEvent as BackendEvent
-from reflectchat.core.sections import SectionEvent
+from reflectchat.core.engine.base import Backend, CancelToken, Delta, GenerationParams, Message
+from reflectchat.core.engine.base import StreamEvent as BackendEvent
+from reflectchat.core.reply.sections import SectionEvent
 
 FRAME_RATE = 20.0
 """UI updates per second while a reply streams, at most. Text at 20 updates a second reads as

@@ -1,0 +1,1 @@
+"""Conversations: sessions, the history store, exports, prompts and the one setup path."""

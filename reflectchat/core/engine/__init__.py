@@ -1,0 +1,1 @@
+"""Engines that generate replies: the backend protocol, llama.cpp, remote servers, grammars."""

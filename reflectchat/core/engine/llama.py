@@ -1,0 +1,642 @@
+"""The local engine: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+Why not `create_chat_completion`: it detokenizes with special=False, so control tokens come out
+as empty strings — and in Reflection GGUFs the six tags *are* control tokens, so every tag would
+vanish. We render the chat template ourselves (sandboxed Jinja, like llama-cpp-python since
+CVE-2024-34359), drive `Llama.generate` token by token and detokenize with special tokens kept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reflectchat.core.chat.prompts import (
+    ChatTemplate,
+    TemplateError,
+    UnsafeTemplateError,
+    prompt_char_limit,
+)
+from reflectchat.core.engine.base import (
+    CancelToken,
+    ContextOverflowError,
+    Delta,
+    EngineError,
+    Finished,
+    GenerationParams,
+    GenerationStats,
+    Message,
+    Started,
+    StreamEvent,
+)
+from reflectchat.core.engine.grammar import TAGS, strict_format_grammar
+from reflectchat.core.host.machine import available_ram, gpu_devices
+from reflectchat.core.models.fit import (
+    FitReport,
+    ModelTooBigError,
+    auto_gpu_layers,
+    estimate_memory,
+    plan_fit,
+    too_big_message,
+)
+from reflectchat.core.models.gguf_file import GGUFHeader, read_gguf_parts
+from reflectchat.core.models.resolve import ResolvedModel
+
+MAX_CTX = 1 << 24  # llama.cpp's n_ctx is 32-bit; no model is trained on more than this
+
+# Tags a template may leave open at the end of the prompt (the reply then starts inside them).
+_PREFILL_TAGS = ("<think>", "<thinking>", "<thought>")
+
+
+class ModelLoadError(EngineError):
+    """The model file could not be loaded; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    n_ctx: int | None = None  # None: the catalog entry's context, capped by the model's own
+    n_threads: int | None = None  # None: llama-cpp-python's default
+    gpu_layers: str | int = "auto"  # N, "all" or "auto"
+    seed: int | None = None
+    # Called with 0.0…1.0 while the weights load (from the loading thread); return False to
+    # abort the load. A 70B model takes a while; the UI shows this.
+    progress: Callable[[float], bool | None] | None = None
+    force: bool = False  # load even when the fit check says it won't fit
+    # llama.cpp `rpc-server` endpoints ("host:port") to spread the model's layers over.
+    rpc_servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a status line shows about the loaded model."""
+
+    model: str
+    quantization: str | None
+    accelerator: str  # "CPU", "CUDA", "Metal", "Vulkan", …
+    layers_offloaded: int
+    layers_total: int
+    n_ctx: int
+    threads: int
+
+
+def default_threads() -> int:
+    """CPU threads for llama.cpp. llama-cpp-python's default (half the logical CPUs) leaves a
+    2-core laptop or VM at half speed (measured: 58 vs 111 tok/s on the demo model); on bigger
+    machines half the logical CPUs approximates the physical cores, which decoding prefers."""
+    try:
+        logical = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        logical = os.cpu_count() or 1
+    return logical if logical <= 4 else logical // 2
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def resolve_gpu_layers(value: str | int) -> int:
+    """`auto`: every layer when this build can offload (CUDA/Metal/Vulkan), else 0 — llama-cpp-
+    python's own default of 0 is the usual reason a user's GPU sits idle. -1 means all."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text == "all":
+        return -1
+    if text == "auto":
+        return -1 if gpu_offload_supported() else 0
+    try:
+        layers = int(text)
+    except ValueError:
+        raise ValueError(f"--gpu-layers takes a number, 'all' or 'auto', not '{value}'") from None
+    if layers < -1:
+        raise ValueError(f"--gpu-layers must be 0 or more, not {layers}")
+    return layers
+
+
+class _LlamaLog:
+    """Collects llama.cpp's log lines instead of letting them spill onto the user's terminal, so
+    a load failure can be explained in one line (and shown whole with --debug)."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=200)
+        self.echo = False
+        self._callback: Any = None
+
+    def install(self) -> None:
+        import llama_cpp
+
+        if self._callback is not None:
+            return
+
+        @llama_cpp.llama_log_callback
+        def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            line = text.decode("utf-8", "replace")
+            self.lines.append(line)
+            if self.echo:
+                os.write(2, text)
+
+        self._callback = callback  # keep a reference: ctypes callbacks die with their object
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+    def reason(self) -> str | None:
+        """The most telling error line llama.cpp logged, without its function-name prefix."""
+        lines = "".join(self.lines).splitlines()
+        for marker in ("error loading model:", "error:", "failed", "unknown", "unsupported"):
+            for line in reversed(lines):
+                at = line.lower().rfind(marker)
+                if at >= 0:
+                    if marker == "error loading model:":
+                        return line[at + len(marker) :].strip()
+                    return _LOG_PREFIX.sub("", line.strip())
+        return None
+
+
+_LOG_PREFIX = re.compile(r"^[A-Za-z_]+:\s*")
+LLAMA_LOG = _LlamaLog()
+
+
+class LlamaBackend:
+    """A loaded GGUF model. Not thread-safe: one generation at a time."""
+
+    def __init__(self, model: ResolvedModel, options: LoadOptions | None = None) -> None:
+        options = options or LoadOptions()
+        self.model = model
+        self.options = options
+        # Validate the file ourselves first: llama.cpp's parser is not to be trusted with
+        # arbitrary bytes, and its own failure is a bare "Failed to load model".
+        self.parts = read_gguf_parts(model.path)
+        self.header: GGUFHeader = self.parts[0]
+        trained_ctx = self.header.context_length
+        wanted_ctx = options.n_ctx or (model.entry.context if model.entry else 4096)
+        if not 1 <= wanted_ctx <= MAX_CTX:
+            raise ModelLoadError(f"--ctx must be between 1 and {MAX_CTX:,}, not {wanted_ctx:,}")
+        # Beyond the trained context a model degrades and its KV cache may not even fit: capped
+        # there unless --force asks for more.
+        if trained_ctx and not (options.force and options.n_ctx):
+            self.n_ctx = min(wanted_ctx, trained_ctx)
+        else:
+            self.n_ctx = wanted_ctx
+        self.fit = self._check_fit(options)
+        self.gpu_layers = self.fit.gpu_layers
+
+        LLAMA_LOG.install()
+        if options.rpc_servers:
+            register_rpc_servers(options.rpc_servers)
+        from llama_cpp import Llama
+
+        kwargs: dict[str, Any] = {
+            "model_path": str(model.path),
+            "n_ctx": self.n_ctx,
+            "n_gpu_layers": self.gpu_layers,
+            "verbose": False,
+        }
+        threads = options.n_threads or default_threads()
+        kwargs["n_threads"] = threads
+        kwargs["n_threads_batch"] = threads
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        self.threads = threads
+        try:
+            with model_params(options.progress, extra_buffers=extra_buffers_allowed()):
+                self.llm = Llama(**kwargs)
+        except Exception as exc:  # llama.cpp reports every failure as a bare ValueError
+            reason = (LLAMA_LOG.reason() or str(exc)).rstrip(".")
+            if "llama_context" in str(exc):  # the weights loaded; the context did not
+                raise ModelLoadError(
+                    f"llama.cpp could not allocate a {self.n_ctx:,}-token context for "
+                    f"{model.path.name} ({reason}): try --ctx {self._smaller_ctx()} or smaller"
+                ) from exc
+            if "architecture" in reason:
+                hint = "this llama.cpp is too old for the model: upgrade llama-cpp-python"
+            else:
+                hint = "the file may be damaged or not a llama.cpp model: download it again"
+            raise ModelLoadError(
+                f"llama.cpp could not load {model.path}: {reason}; {hint}"
+            ) from exc
+
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        self._vocab = self.llm._model.vocab
+        self._piece_buffer = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+        self._formatter = self._make_formatter()
+        self.special_tags = self._find_special_tags()
+        self._grammar_text = strict_format_grammar(self.special_tags)
+
+    def _smaller_ctx(self) -> int:
+        """A context worth trying after one failed to allocate: what the free RAM holds beside
+        the weights, within the trained context, and below the one that failed."""
+        candidates = [max(self.n_ctx // 2, 256)]
+        if self.header.context_length:
+            candidates.append(self.header.context_length)
+        estimate = self.fit.estimate
+        ram = available_ram()
+        if ram and estimate.kv_bytes and estimate.n_ctx:
+            per_token = estimate.kv_bytes / estimate.n_ctx
+            room = ram - estimate.weights_bytes - estimate.compute_bytes
+            candidates.append(int(room / per_token) if room > 0 else 256)
+        best = min(candidates)
+        return max(256, best // 256 * 256)
+
+    def _check_fit(self, options: LoadOptions) -> FitReport:
+        """Weights + KV cache against free RAM/VRAM, before llama.cpp allocates anything."""
+        estimate = estimate_memory(self.parts, self.n_ctx)
+        gpus = gpu_devices() if options.gpu_layers != 0 and gpu_offload_supported() else []
+        if str(options.gpu_layers).lower() == "auto":
+            layers = auto_gpu_layers(estimate, gpus)
+        else:
+            layers = resolve_gpu_layers(options.gpu_layers) if gpus else 0
+        report = plan_fit(estimate, gpu_layers=layers, gpus=gpus, ram_available=available_ram())
+        # With RPC servers the layers go to other machines, whose memory we can't see.
+        if not report.fits and not options.force and not options.rpc_servers:
+            raise ModelTooBigError(too_big_message(self.model.path.name, report, self.model.entry))
+        return report
+
+    def _find_special_tags(self) -> dict[str, int]:
+        """Tags that are one control/user-defined token here (Reflection 70B: all six)."""
+        found = {}
+        special = (
+            self._llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | self._llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        )
+        for tag in TAGS:
+            ids = self._tokenize(tag.encode(), add_bos=False)
+            if (
+                len(ids) == 1
+                and self._llama_cpp.llama_vocab_get_attr(self._vocab, ids[0]) & special
+            ):
+                found[tag] = ids[0]
+        return found
+
+    def describe(self) -> BackendInfo:
+        total = self.header.block_count or 0
+        offloaded = 0
+        if self.gpu_layers != 0 and gpu_offload_supported():
+            offloaded = total if self.gpu_layers < 0 else min(self.gpu_layers, total)
+        return BackendInfo(
+            model=self.model_name,
+            quantization=self.header.quantization,
+            accelerator=accelerator_name() if offloaded else "CPU",
+            layers_offloaded=offloaded,
+            layers_total=total,
+            n_ctx=self.n_ctx,
+            threads=self.threads,
+        )
+
+    def decoder(self) -> TokenDecoder:
+        return TokenDecoder(self.piece)
+
+    # -- prompt -----------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.model.display_name
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.llm.metadata.get("tokenizer.chat_template")
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.piece(token).decode("utf-8", "replace")
+
+    def _make_formatter(self) -> ChatTemplate | None:
+        """The GGUF's chat template, compiled in the bounded sandbox and tried once on a tiny
+        conversation, so a hostile template fails the load (exit 2) in seconds rather than
+        exhausting memory on the first prompt. Failing beats falling back to ChatML: a template
+        like that means the file is not what it claims to be, and a silent fallback would give
+        a well-made model the wrong prompt format without anyone noticing."""
+        template = self.chat_template
+        if not template:
+            return None
+        name = self.model.path.name
+        try:
+            formatter = ChatTemplate(
+                template,
+                eos_token=self._token_text(self.llm.token_eos()),
+                bos_token=self._token_text(self.llm.token_bos()),
+            )
+            try:
+                formatter.render([{"role": "user", "content": "Hi"}], limit=self._prompt_limit(2))
+            except UnsafeTemplateError:
+                raise
+            except TemplateError:
+                pass  # some templates refuse a lone user turn; real conversations say so if so
+        except UnsafeTemplateError as exc:
+            raise ModelLoadError(
+                f"the chat template in {name} is unsafe: {exc}; use another copy of the model"
+            ) from exc
+        except TemplateError as exc:  # it does not compile
+            raise ModelLoadError(
+                f"the chat template in {name} is invalid ({exc}); use another copy of the model"
+            ) from exc
+        return formatter
+
+    def _prompt_limit(self, input_chars: int) -> int:
+        return prompt_char_limit(self.n_ctx, input_chars)
+
+    def render_prompt(self, messages: list[Message]) -> str:
+        """The conversation as the model expects it, via the template stored in the GGUF."""
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        if self._formatter is None:
+            # No template in the file: ChatML is what most small instruct models understand.
+            parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
+            return "".join(parts) + "<|im_start|>assistant\n"
+        limit = self._prompt_limit(sum(len(m.content) + len(m.role) for m in messages))
+        name = self.model.path.name
+        try:
+            return self._formatter.render(payload, limit=limit)
+        except UnsafeTemplateError as exc:
+            raise EngineError(
+                f"the chat template in {name} is unsafe: {exc}; use another copy of the model"
+            ) from exc
+        except TemplateError as exc:  # SecurityError from the sandbox, raise_exception(), …
+            raise EngineError(f"the chat template in {name} failed to render: {exc}") from exc
+
+    def _tokenize(self, text: bytes, *, add_bos: bool) -> list[int]:
+        """llama-cpp-python's tokenize allocates a buffer of the model's whole trained context
+        on every call (40 MB for a 10M-context model); size it from the text instead: a token
+        holds at least one byte, plus BOS/EOS the tokenizer may add."""
+        n_max = len(text) + 8
+        buf = (self._llama_cpp.llama_token * n_max)()
+        n = self._llama_cpp.llama_tokenize(self._vocab, text, len(text), buf, n_max, add_bos, True)
+        if n < 0:  # cannot happen with the bound above, but llama.cpp says how many it needs
+            n_max = -n
+            buf = (self._llama_cpp.llama_token * n_max)()
+            n = self._llama_cpp.llama_tokenize(
+                self._vocab, text, len(text), buf, n_max, add_bos, True
+            )
+            if n < 0:
+                raise EngineError(f"llama.cpp could not tokenize the prompt ({n})")
+        return list(buf[:n])
+
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        tokens = self._tokenize(prompt.encode("utf-8"), add_bos=False)
+        bos = self.llm.token_bos()
+        add_bos = self._llama_cpp.llama_vocab_get_add_bos(self._vocab)
+        if add_bos and bos >= 0 and (not tokens or tokens[0] != bos):
+            tokens.insert(0, bos)
+        return tokens
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        """The prompt's size in this model's tokens, as `stream` would send it."""
+        return len(self.tokenize_prompt(self.render_prompt(messages)))
+
+    def piece(self, token: int) -> bytes:
+        """A token's bytes with special tokens kept (control tokens become their text)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buf = self._piece_buffer
+        n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        if n < 0:  # longer than the buffer: llama.cpp says how much it needs
+            buf = ctypes.create_string_buffer(-n)
+            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        piece = buf.raw[: max(n, 0)]
+        self._pieces[token] = piece
+        return piece
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def stream(
+        self, messages: list[Message], params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[StreamEvent]:
+        start = time.perf_counter()
+        prompt = self.render_prompt(messages)
+        tokens = self.tokenize_prompt(prompt)
+        n_prompt = len(tokens)
+        if n_prompt >= self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {n_prompt} tokens but the context holds {self.n_ctx}; "
+                "shorten it or raise --ctx"
+            )
+        cached = self._shared_prefix(tokens)
+        yield Started(prompt_tokens=n_prompt, cached_tokens=cached, prefill=_prefill(prompt))
+
+        llm = self.llm
+        llm.set_seed(params.seed if params.seed is not None else _random_seed())
+        grammar = None
+        if params.strict_format:
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_string(self._grammar_text, verbose=False)
+
+        budget = min(params.max_tokens, self.n_ctx - n_prompt)
+        decoder = self.decoder()
+        is_eog = self._llama_cpp.llama_vocab_is_eog
+        vocab = self._vocab
+        reason = "length"
+        n_out = 0
+        first_at = 0.0
+        generator = llm.generate(
+            tokens,
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=40,
+            min_p=0.05,
+            repeat_penalty=1.0,
+            grammar=grammar,
+        )
+        try:
+            if budget > 0:
+                for token in generator:
+                    if n_out == 0:
+                        first_at = time.perf_counter()
+                    if is_eog(vocab, token):
+                        reason = "stop"
+                        break
+                    n_out += 1
+                    text = decoder.decode(token)
+                    if text:
+                        yield Delta(text)
+                    if cancel is not None and cancel.cancelled:
+                        reason = "cancelled"
+                        break
+                    if n_out >= budget:
+                        reason = "length"
+                        break
+        finally:
+            generator.close()
+        tail = decoder.flush()
+        if tail:
+            yield Delta(tail)
+        end = time.perf_counter()
+        if not first_at:
+            first_at = end
+        decode_s = end - first_at
+        stats = GenerationStats(
+            prompt_tokens=n_prompt,
+            completion_tokens=n_out,
+            cached_tokens=cached,
+            ttft_s=first_at - start,
+            tokens_per_second=(n_out / decode_s) if n_out > 1 and decode_s > 0 else 0.0,
+            total_s=end - start,
+        )
+        yield Finished(reason, stats)  # type: ignore[arg-type]
+
+    def _shared_prefix(self, tokens: list[int]) -> int:
+        """How many prompt tokens the KV cache already holds (llama-cpp-python reuses them)."""
+        held = self.llm.n_tokens
+        if held == 0:
+            return 0
+        cached = 0
+        for a, b in zip(self.llm._input_ids[:held], tokens, strict=False):
+            if a != b:
+                break
+            cached += 1
+        # A fully cached prompt still replays its last token to refresh the logits.
+        return min(cached, len(tokens) - 1)
+
+
+def accelerator_name() -> str:
+    """The GPU backend this llama.cpp build was compiled with (as llama.cpp names it in its
+    system info, e.g. "CUDA : ARCHS = 890 | … | CPU : AVX2 = 1 | …"), or "CPU"."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    for part in info.split("|"):
+        name, sep, _ = part.partition(" : ")
+        if sep and name.strip() and name.strip() != "CPU":
+            return name.strip()
+    return "CPU"
+
+
+_RPC_REGISTERED: set[str] = set()
+
+
+def register_rpc_servers(servers: tuple[str, ...]) -> None:
+    """Make llama.cpp `rpc-server`s available as devices, as llama.cpp's own `--rpc` does:
+    ggml's RPC backend creates a device per server, registered globally, and a model loaded
+    afterwards spreads its layers over every registered device. llama-cpp-python has no
+    parameter for it, so the ggml functions are called through ctypes."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_rpc():
+        raise ModelLoadError(
+            "this llama-cpp-python was built without RPC support; rebuild it with "
+            'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
+            "llama-cpp-python"
+        )
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    candidates = sorted(lib_dir.glob("libggml.*")) + sorted(lib_dir.glob("ggml.dll"))
+    if not candidates:
+        raise ModelLoadError(f"cannot find ggml's library in {lib_dir} to register RPC servers")
+    ggml = ctypes.CDLL(str(candidates[0]))
+    ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+    ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    ggml.ggml_backend_register.argtypes = [ctypes.c_void_p]
+    rpc = ggml.ggml_backend_reg_by_name(b"RPC")
+    address = rpc and ggml.ggml_backend_reg_get_proc_address(rpc, b"ggml_backend_rpc_add_server")
+    if not address:
+        raise ModelLoadError(
+            "this llama.cpp's RPC backend has no ggml_backend_rpc_add_server; "
+            "upgrade llama-cpp-python"
+        )
+    add_server = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(address)
+    for server in servers:
+        if server in _RPC_REGISTERED:
+            continue
+        reg = add_server(server.encode())
+        if not reg:
+            raise ModelLoadError(f"cannot reach the RPC server {server}; is rpc-server running?")
+        ggml.ggml_backend_register(reg)
+        _RPC_REGISTERED.add(server)
+
+
+def amx_build() -> bool:
+    """Whether this llama.cpp was compiled with its AMX kernels (Intel Xeon 4th gen and later)."""
+    import llama_cpp
+
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+
+
+def extra_buffers_allowed() -> bool:
+    """llama.cpp's AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat on any multi-token
+    batch) on Xeon VMs that advertise AMX — a native build on such a machine would take the
+    whole process down on the first prompt. They are reached only through the "extra" weight
+    buffer types, so a build with AMX loads without them (measured here: the same speed as a
+    build without AMX). REFLECTCHAT_AMX=1 opts back in where AMX is known to work."""
+    if os.environ.get("REFLECTCHAT_AMX", "").strip() in ("1", "true", "yes", "on"):
+        return True
+    return not amx_build()
+
+
+@contextmanager
+def model_params(
+    progress: Callable[[float], bool | None] | None, *, extra_buffers: bool
+) -> Iterator[None]:
+    """Set model parameters that llama-cpp-python's `Llama` has no argument for (a load-progress
+    callback, extra buffer types) by wrapping the params factory it calls, for this load only."""
+    if progress is None and extra_buffers:
+        yield
+        return
+    import llama_cpp.llama as llama_module
+
+    raw = llama_module.llama_cpp
+    callback = None
+    if progress is not None:
+
+        @raw.llama_progress_callback
+        def callback(value: float, user_data: ctypes.c_void_p) -> bool:
+            try:
+                return progress(float(value)) is not False
+            except Exception:  # never let a UI error abort or crash the load
+                return True
+
+    original = raw.llama_model_default_params
+
+    def patched() -> Any:
+        params = original()
+        if callback is not None:
+            params.progress_callback = callback
+        if not extra_buffers:
+            params.use_extra_bufts = False
+        return params
+
+    raw.llama_model_default_params = patched
+    try:
+        yield
+    finally:
+        raw.llama_model_default_params = original
+
+
+class TokenDecoder:
+    """Token ids to text, special tokens kept. The bytes of one character may span tokens
+    (byte-level BPE splits emoji and CJK): an incomplete UTF-8 sequence is held back until the
+    rest arrives, and whatever is left at the end becomes U+FFFD rather than an exception."""
+
+    def __init__(self, piece: Any) -> None:
+        self._piece = piece
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def decode(self, token: int) -> str:
+        return self._utf8.decode(self._piece(token))
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
+
+
+def _prefill(prompt: str) -> str:
+    tail = prompt.rstrip().lower()
+    for tag in _PREFILL_TAGS:
+        if tail.endswith(tag):
+            return tag
+    return ""
+
+
+def _random_seed() -> int:
+    return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF

@@ -1,0 +1,1 @@
+"""Model files: catalog, naming, GGUF headers, fit planning, HF cache, downloads, discovery."""

@@ -1,0 +1,1 @@
+"""The reply: streaming section parser, reply stream, text sanitizing, Markdown blocks, footers."""

@@ -1,0 +1,131 @@
+"""One assistant reply, end to end: backend text in, section events out, a final result.
+
+This is the single path the CLI (`ask`) and the TUI use, so parsing, stats and cancellation
+behave the same in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+from reflectchat.core.engine.base import (
+    Backend,
+    CancelToken,
+    Delta,
+    Finished,
+    FinishReason,
+    GenerationParams,
+    GenerationStats,
+    Message,
+    Started,
+)
+from reflectchat.core.reply.sections import ParsedReply, SectionEvent, SectionParser
+
+
+@dataclass
+class ReplyResult:
+    model: str
+    raw_text: str
+    parsed: ParsedReply
+    finish_reason: FinishReason
+    stats: GenerationStats
+    prefill: str = ""
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of `ask --json` and `view --json`."""
+        body = self.parsed.to_dict()
+        return {
+            "model": self.model,
+            "answer": body["answer"],
+            "thinking": body["thinking"],
+            "reflections": body["reflections"],
+            "sections": body["sections"],
+            "thinking_incomplete": body["thinking_incomplete"],
+            "finish_reason": self.finish_reason,
+            "stats": self.stats.to_dict(),
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass
+class ReplyStream:
+    """Iterate to get `SectionEvent`s as the model writes; `result` is set when it ends.
+
+    Cancelling (from another thread or a signal handler) stops the backend within one token;
+    what was written so far is kept and the result is marked `cancelled`.
+    """
+
+    backend: Backend
+    messages: list[Message]
+    params: GenerationParams
+    cancel: CancelToken = field(default_factory=CancelToken)
+    on_finish: Callable[[ReplyResult], None] | None = None
+    result: ReplyResult | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+
+    def __iter__(self) -> Iterator[SectionEvent]:
+        parser = SectionParser()
+        chunks: list[str] = []
+        prefill = ""
+        finished: Finished | None = None
+        try:
+            with closing(self.backend.stream(self.messages, self.params, self.cancel)) as events:
+                for event in events:
+                    if type(event) is Delta:
+                        chunks.append(event.text)
+                        parsed = parser.feed(event.text)
+                        if parsed:
+                            yield from parsed
+                    elif type(event) is Started:
+                        self.prompt_tokens = event.prompt_tokens
+                        self.cached_tokens = event.cached_tokens
+                        if event.prefill:
+                            prefill = event.prefill
+                            parser = SectionParser(prefill=prefill)
+                    elif type(event) is Finished:
+                        finished = event
+            yield from parser.finish()
+        finally:
+            # Also reached when the consumer stops early or a second Ctrl+C interrupts: what
+            # was written so far is kept, marked cancelled.
+            if finished is None:
+                reason = "error" if chunks and not self.cancel.cancelled else "cancelled"
+                finished = Finished(reason, GenerationStats())  # type: ignore[arg-type]
+                parser.finish()
+            self.result = ReplyResult(
+                model=self.backend.model_name,
+                raw_text="".join(chunks),
+                parsed=parser.reply(),
+                finish_reason=finished.reason,
+                stats=finished.stats,
+                prefill=prefill,
+                error=finished.error,
+            )
+            if self.on_finish is not None:
+                self.on_finish(self.result)
+
+    def run(self) -> ReplyResult:
+        """Consume the whole stream (no live display) and return the result."""
+        for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+
+def result_from_text(text: str, model: str = "") -> ReplyResult:
+    """A finished reply built from raw tagged text (for `view`: no model involved)."""
+    parser = SectionParser()
+    parser.feed(text)
+    parser.finish()
+    return ReplyResult(
+        model=model,
+        raw_text=text,
+        parsed=parser.reply(),
+        finish_reason="stop",
+        stats=GenerationStats(),
+    )

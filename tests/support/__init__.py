@@ -1,0 +1,1 @@
+"""Fixtures, fake servers and helpers shared by the tests."""
