@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 from typing import Any, Protocol, TypeGuard
@@ -252,5 +251,3 @@ class ChatSession:
 def _counts(backend: object) -> TypeGuard[TokenCounter]:
     return hasattr(backend, "count_prompt_tokens") and hasattr(backend, "n_ctx")
 
-
-OnFinish = Callable[[ReplyResult], None]
