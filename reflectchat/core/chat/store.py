@@ -15,165 +15,88 @@ index (the -shm file), the history is read through a connection that keeps that 
 Messages are ordered by turn, not by arrival: a user message opens a new turn when it is
 committed, and a reply is stored against its user message, so two processes writing to one
 conversation cannot interleave a slow reply after someone else's next question.
+
+This module is the API; the tables and migrations are in store_schema, the stored records and
+the decoding of their cells in store_rows, the errors in store_errors, titles and search
+snippets in store_text.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from reflectchat.core.chat.store_errors import (
+    SQLITE_BUSY,
+    SQLITE_FULL,
+    SQLITE_IOERR,
+    SQLITE_LOCKED,
+    ConversationNotFound,
+    StoreError,
+    cannot_write,
+    sqlite_code,
+    store_error,
+)
+from reflectchat.core.chat.store_rows import (
+    Conversation,
+    ConversationSummary,
+    StoredMessage,
+    decode_text,
+    message_from_row,
+    to_json,
+)
+from reflectchat.core.chat.store_schema import (
+    APPLICATION_ID,
+    MESSAGE_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SUMMARY_COLUMNS,
+    TURN_VERSION,
+    check_header,
+    migrate,
+)
+from reflectchat.core.chat.store_text import (
+    TITLE_MAX,
+    UNTITLED,
+    clean_title,
+    fold,
+    icontains,
+    snippet,
+    title_from,
+)
 from reflectchat.core.paths import data_dir
-from reflectchat.core.reply.sanitize import strip_controls
+
+# The names callers import from here, wherever they are defined.
+__all__ = [
+    "APPLICATION_ID",
+    "DB_FILENAME",
+    "MIGRATIONS",
+    "ROLES",
+    "SCHEMA_VERSION",
+    "TITLE_MAX",
+    "UNTITLED",
+    "Conversation",
+    "ConversationNotFound",
+    "ConversationSummary",
+    "Store",
+    "StoreError",
+    "StoredMessage",
+]
 
 DB_FILENAME = "history.sqlite3"
-# Marks the file as ours ("RCHT"), so a stranger's SQLite file is never migrated into.
-APPLICATION_ID = 0x52434854
-UNTITLED = "(untitled)"
-TITLE_MAX = 60
-SNIPPET_WIDTH = 80
 
 _T = TypeVar("_T")
 
-# Migration steps: MIGRATIONS[n] takes the schema from version n to n + 1. Append, never edit.
-MIGRATIONS: list[tuple[str, ...]] = [
-    (
-        # AUTOINCREMENT: a deleted conversation's id is never handed out again, so
-        # `history rm 42` followed by a new chat cannot make "42" mean something else.
-        """CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            title TEXT NOT NULL,
-            model TEXT,
-            system_prompt TEXT,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL
-        )""",
-        "CREATE INDEX conversations_by_updated ON conversations (updated_at DESC, id DESC)",
-        """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            conversation_id INTEGER NOT NULL
-                REFERENCES conversations (id) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-            content TEXT NOT NULL,
-            sections TEXT,
-            answer TEXT,
-            model TEXT,
-            params TEXT,
-            finish_reason TEXT,
-            stats TEXT,
-            created_at REAL NOT NULL,
-            UNIQUE (conversation_id, seq)
-        )""",
-        # UNIQUE (conversation_id, seq) already indexes messages by conversation in order;
-        # this one makes the per-conversation turn count an index-only scan.
-        "CREATE INDEX messages_by_conversation_role ON messages (conversation_id, role)",
-        f"PRAGMA application_id = {APPLICATION_ID}",
-    ),
-    (
-        # v2: messages are ordered by (turn, seq). Existing messages get the turn their arrival
-        # order implies: the number of user messages up to and including them.
-        "ALTER TABLE messages ADD COLUMN turn INTEGER NOT NULL DEFAULT 0",
-        """UPDATE messages SET turn = (
-            SELECT COUNT(*) FROM messages u
-            WHERE u.conversation_id = messages.conversation_id AND u.role = 'user'
-                AND u.seq <= messages.seq
-        )""",
-        "CREATE INDEX messages_by_turn ON messages (conversation_id, turn, seq)",
-    ),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
 ROLES = ("user", "assistant")
 
-# SQLite primary result codes (Python 3.11+ exposes them on the exception; 3.10 gets text).
-_SQLITE_PERM = 3
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
-_SQLITE_READONLY = 8
-_SQLITE_IOERR = 10
-_SQLITE_CORRUPT = 11
-_SQLITE_FULL = 13
-_SQLITE_CANTOPEN = 14
-_SQLITE_NOTADB = 26
-
-# SQLite needs room for at least its WAL index (32 KiB) and a few pages; below this much free
-# space an I/O error is the disk being full (SQLite itself only says "disk I/O error").
-_FULL_BELOW_BYTES = 1 << 20
 # Conversation ids are SQLite INTEGERs; anything outside cannot exist (and would overflow).
 _ID_MIN, _ID_MAX = -(2**63), 2**63 - 1
-
-
-class StoreError(Exception):
-    """A history failure meant for people: one line naming the file and what to do."""
-
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code  # the SQLite primary result code, when SQLite failed
-
-
-class ConversationNotFound(StoreError):
-    def __init__(self, conversation_id: int) -> None:
-        super().__init__(
-            f"no conversation {conversation_id} in the history (see: reflectchat history list)"
-        )
-        self.conversation_id = conversation_id
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    conversation_id: int
-    seq: int
-    role: str  # "user" | "assistant"
-    content: str  # raw text exactly as the model wrote it (tags included) / the user's words
-    sections: list[dict] | None  # [{"kind", "text"}] for assistant messages
-    answer: str | None
-    model: str | None
-    params: dict | None  # sampling params used
-    finish_reason: str | None  # "stop" | "length" | "cancelled" | "error"
-    stats: dict | None
-    created_at: float  # unix time
-    turn: int = 0  # the user message's turn; its replies share it (0: replies before any)
-    # Fields whose stored value could not be read (left None/empty rather than failing the
-    # whole conversation); `content` is what a renderer falls back on.
-    damaged: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ConversationSummary:
-    id: int
-    title: str
-    model: str | None
-    created_at: float
-    updated_at: float
-    turns: int  # number of user messages
-
-
-@dataclass(frozen=True)
-class Conversation:
-    summary: ConversationSummary
-    system_prompt: str | None
-    messages: list[StoredMessage]
-
-
-_SUMMARY_COLUMNS = """
-    c.id, c.title, c.model, c.created_at, c.updated_at,
-    (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.role = 'user')
-"""
-_MESSAGE_COLUMNS = (
-    "id, conversation_id, seq, role, content, sections, answer, model, params, finish_reason,"
-    " stats, created_at"
-)
-_TURN_VERSION = 2  # the schema version that has messages.turn
 
 
 class Store:
@@ -195,7 +118,7 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(_cannot_write(self.path, exc.strerror or str(exc))) from exc
+            raise StoreError(cannot_write(self.path, exc.strerror or str(exc))) from exc
         with self._lock:
             self._conn = self._open_connection()
 
@@ -214,14 +137,14 @@ class Store:
             raise self._error(exc) from exc
         # Text that is not UTF-8 (written by another tool) is read with U+FFFD rather than
         # failing the whole query.
-        conn.text_factory = _decode_text
+        conn.text_factory = decode_text
         return conn
 
     def _open_connection(self) -> sqlite3.Connection:
         try:
             conn = self._configured(exclusive=False)
         except StoreError as exc:
-            if exc.code not in (_SQLITE_IOERR, _SQLITE_FULL):
+            if exc.code not in (SQLITE_IOERR, SQLITE_FULL):
                 raise
             # Opening a WAL file needs space for its -shm index (SQLITE_IOERR_SHMSIZE on a full
             # disk). In exclusive locking mode that index lives in memory instead.
@@ -261,34 +184,10 @@ class Store:
         return conn
 
     def _check_header(self, conn: sqlite3.Connection) -> int:
-        """The schema version, after refusing files that are newer or not ours."""
-        # One statement, so all three come from the same snapshot even while another process
-        # is migrating the file.
-        version, app_id, tables = conn.execute(
-            "SELECT v.user_version, a.application_id, (SELECT COUNT(*) FROM sqlite_master)"
-            " FROM pragma_user_version v, pragma_application_id a"
-        ).fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer reflectchat (history schema v{version}, this"
-                f" one knows up to v{SCHEMA_VERSION}); upgrade reflectchat to use it — it was left"
-                " untouched"
-            )
-        if version > 0 and app_id != APPLICATION_ID:
-            raise StoreError(_not_readable(self.path, "it belongs to another program"))
-        if version == 0 and tables:  # version 0 should be a brand-new, empty file
-            raise StoreError(_not_readable(self.path, "it holds another program's tables"))
-        return int(version)
+        return check_header(conn, self.path)
 
     def _migrate(self, conn: sqlite3.Connection) -> int:
-        # Re-read inside the write transaction: another process may have migrated meanwhile.
-        version = self._check_header(conn)
-        if version < SCHEMA_VERSION:
-            for step in MIGRATIONS[version:]:
-                for statement in step:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        return SCHEMA_VERSION
+        return migrate(conn, self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -313,7 +212,7 @@ class Store:
             cur = conn.execute(
                 "INSERT INTO conversations (title, model, system_prompt, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (_clean_title(title), model, system_prompt, now, _next_stamp(conn, now)),
+                (clean_title(title), model, system_prompt, now, _next_stamp(conn, now)),
             )
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
@@ -343,7 +242,7 @@ class Store:
         _check_id(conversation_id)
         if reply_to is not None and not _ID_MIN <= reply_to <= _ID_MAX:
             reply_to = None
-        encoded = (_to_json(sections), _to_json(params), _to_json(stats))
+        encoded = (to_json(sections), to_json(params), to_json(stats))
 
         def insert(conn: sqlite3.Connection) -> StoredMessage:
             now = time.time()
@@ -380,12 +279,12 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
-            return _message((cur.lastrowid, *row))
+            return message_from_row((cur.lastrowid, *row))
 
         return self._write(insert)
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        self._update(conversation_id, "title", _clean_title(title))
+        self._update(conversation_id, "title", clean_title(title))
 
     def set_system_prompt(self, conversation_id: int, system_prompt: str | None) -> None:
         self._update(conversation_id, "system_prompt", system_prompt)
@@ -449,21 +348,21 @@ class Store:
         """The conversation with its messages in turn order. A message field that cannot be
         read is left out (named in `damaged`) instead of failing the conversation."""
         _check_id(conversation_id)
-        has_turns = self._version >= _TURN_VERSION
+        has_turns = self._version >= TURN_VERSION
 
         def read(conn: sqlite3.Connection) -> Conversation:
             row = conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS}, c.system_prompt FROM conversations c WHERE c.id = ?",
+                f"SELECT {SUMMARY_COLUMNS}, c.system_prompt FROM conversations c WHERE c.id = ?",
                 (conversation_id,),
             ).fetchone()
             if row is None:
                 raise ConversationNotFound(conversation_id)
             rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS}, {'turn' if has_turns else '0'} FROM messages"
+                f"SELECT {MESSAGE_COLUMNS}, {'turn' if has_turns else '0'} FROM messages"
                 f" WHERE conversation_id = ? ORDER BY {'turn, seq' if has_turns else 'seq'}",
                 (conversation_id,),
             ).fetchall()
-            messages = [_message(m) for m in rows]
+            messages = [message_from_row(m) for m in rows]
             if not has_turns:  # a file not yet migrated: the turns its arrival order implies
                 turn = 0
                 for i, m in enumerate(messages):
@@ -491,7 +390,7 @@ class Store:
         """Newest (most recently updated) first."""
         rows = self._read(
             lambda conn: conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM conversations c"
+                f"SELECT {SUMMARY_COLUMNS} FROM conversations c"
                 " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
                 (-1 if limit is None else max(0, limit),),
             ).fetchall()
@@ -506,16 +405,16 @@ class Store:
         Matching ignores case (all of Unicode) and treats any run of whitespace as one space,
         so a phrase still matches where the model wrapped the line. Blank `text` matches
         nothing."""
-        needle = _fold(text)
+        needle = fold(text)
         if not needle:
             return []
-        order = "turn, seq" if self._version >= _TURN_VERSION else "seq"
+        order = "turn, seq" if self._version >= TURN_VERSION else "seq"
 
         def read(conn: sqlite3.Connection) -> list[tuple[ConversationSummary, str]]:
             # SQLite's LIKE/lower() only fold ASCII; a Python function folds all of Unicode.
-            conn.create_function("rc_icontains", 2, _icontains, deterministic=True)
+            conn.create_function("rc_icontains", 2, icontains, deterministic=True)
             rows = conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM conversations c"
+                f"SELECT {SUMMARY_COLUMNS} FROM conversations c"
                 " WHERE rc_icontains(c.title, :q) OR EXISTS (SELECT 1 FROM messages m"
                 "   WHERE m.conversation_id = c.id AND rc_icontains(m.content, :q))"
                 " ORDER BY c.updated_at DESC, c.id DESC LIMIT :limit",
@@ -529,7 +428,7 @@ class Store:
                     f" AND rc_icontains(content, ?) ORDER BY {order} LIMIT 1",
                     (summary.id, needle),
                 ).fetchone()
-                found.append((summary, _snippet(hit[0] if hit else summary.title, text)))
+                found.append((summary, snippet(hit[0] if hit else summary.title, text)))
             return found
 
         return self._read(read)
@@ -538,14 +437,8 @@ class Store:
 
     @staticmethod
     def title_from(text: str) -> str:
-        """A title from the first user message: its first non-empty line, control characters
-        and escape sequences removed, whitespace collapsed, cut at a word boundary so that it
-        is at most TITLE_MAX characters (ending in "…" when cut)."""
-        for line in _lines(text):
-            flat = " ".join(line.split())
-            if flat:
-                return _shorten(flat, TITLE_MAX)
-        return UNTITLED
+        """A title from the first user message (see store_text.title_from)."""
+        return title_from(text)
 
     # -- transactions and errors ---------------------------------------------------------
 
@@ -616,80 +509,14 @@ class Store:
                     raise  # misuse, not a history problem
                 except sqlite3.DatabaseError as exc:
                     remaining = deadline - time.monotonic()
-                    if _code(exc) in (_SQLITE_BUSY, _SQLITE_LOCKED) and remaining > 0:
+                    if sqlite_code(exc) in (SQLITE_BUSY, SQLITE_LOCKED) and remaining > 0:
                         time.sleep(min(delay, remaining))
                         delay = min(delay * 2, 0.05)
                         continue
                     raise self._error(exc) from exc
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        code = _code(exc)
-        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
-            return StoreError(
-                f"another reflectchat process is holding the history {self.path} (still locked"
-                f" after {self._busy_timeout_s:g}s); let it finish or close it, then try again",
-                code=code,
-            )
-        if code == _SQLITE_FULL or (code == _SQLITE_IOERR and self._disk_is_full()):
-            return StoreError(
-                f"the disk is full: free space at {self.path.parent} and try again (the history"
-                f" {self.path} was not changed)",
-                code=_SQLITE_FULL,
-            )
-        if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
-            return StoreError(_not_readable(self.path, detail), code=code)
-        if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM):
-            return StoreError(_cannot_write(self.path, detail), code=code)
-        return StoreError(
-            f"the history at {self.path} failed ({detail}); check the disk and its permissions,"
-            " or set REFLECTCHAT_HOME to use another folder",
-            code=code,
-        )
-
-    def _disk_is_full(self) -> bool:
-        try:
-            return shutil.disk_usage(self.path.parent).free < _FULL_BELOW_BYTES
-        except OSError:
-            return False
-
-
-# -- helpers -----------------------------------------------------------------------------
-
-
-def _code(exc: BaseException) -> int | None:
-    """The primary SQLite result code of `exc` (from its text on Python 3.10)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF
-    text = str(exc).lower()
-    for needle, guess in (
-        ("database is locked", _SQLITE_BUSY),
-        ("table is locked", _SQLITE_LOCKED),
-        ("disk is full", _SQLITE_FULL),
-        ("not a database", _SQLITE_NOTADB),
-        ("malformed", _SQLITE_CORRUPT),
-        ("readonly database", _SQLITE_READONLY),
-        ("unable to open", _SQLITE_CANTOPEN),
-        ("disk i/o error", _SQLITE_IOERR),
-    ):
-        if needle in text:
-            return guess
-    return None
-
-
-def _not_readable(path: Path, why: str) -> str:
-    return (
-        f"{path} is not a readable reflectchat history ({why}); move it aside to start a new"
-        " history — it was left untouched"
-    )
-
-
-def _cannot_write(path: Path, why: str) -> str:
-    return (
-        f"cannot write the history at {path} ({why}); check the folder's permissions or set"
-        " REFLECTCHAT_HOME to a writable folder"
-    )
+        return store_error(exc, self.path, self._busy_timeout_s)
 
 
 def _next_stamp(conn: sqlite3.Connection, now: float) -> float:
@@ -699,168 +526,7 @@ def _next_stamp(conn: sqlite3.Connection, now: float) -> float:
     return now if latest is None or now > latest else latest + 1e-6
 
 
-def _to_json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
-
-
 def _check_id(conversation_id: int) -> None:
     # SQLite would raise OverflowError for an id past 64 bits; no such conversation can exist.
     if not _ID_MIN <= conversation_id <= _ID_MAX:
         raise ConversationNotFound(conversation_id)
-
-
-def _decode_text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
-
-
-_MISSING = object()
-
-
-def _json_cell(value: Any, kind: type) -> Any:
-    """A JSON column's value, `_MISSING` when it is not valid JSON of the expected kind."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = _decode_text(value)
-    if not isinstance(value, str):
-        return _MISSING
-    try:
-        decoded: Any = json.loads(value)
-    except (ValueError, RecursionError):
-        return _MISSING
-    if kind is list:  # sections: a list of {"kind": str, ...}
-        good = isinstance(decoded, list) and all(
-            isinstance(item, dict) and isinstance(item.get("kind"), str) for item in decoded
-        )
-    else:
-        good = isinstance(decoded, kind)
-    return decoded if good else _MISSING
-
-
-def _text_cell(value: Any) -> Any:  # str, None or _MISSING
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return _decode_text(value)
-    if isinstance(value, int | float):
-        return str(value)
-    return _MISSING
-
-
-def _message(row: Sequence[Any]) -> StoredMessage:
-    """One message row; a cell that cannot be read (another tool's edit, a bad byte on disk)
-    becomes None and is named in `damaged`, so the rest of the conversation still shows."""
-    (
-        mid, cid, seq, role, content, sections, answer, model, params, finish, stats, created,
-        turn,
-    ) = row  # fmt: skip
-    damaged: list[str] = []
-
-    def cell(name: str, value: Any) -> Any:
-        if value is _MISSING:
-            damaged.append(name)
-            return None
-        return value
-
-    text = cell("content", _text_cell(content))
-    try:
-        when = float(created)
-    except (TypeError, ValueError):
-        when = cell("created_at", _MISSING) or 0.0
-    return StoredMessage(
-        id=int(mid),
-        conversation_id=int(cid),
-        seq=int(seq),
-        role=role,
-        content=text if text is not None else "",
-        sections=cell("sections", _json_cell(sections, list)),
-        answer=cell("answer", _text_cell(answer)),
-        model=cell("model", _text_cell(model)),
-        params=cell("params", _json_cell(params, dict)),
-        finish_reason=cell("finish_reason", _text_cell(finish)),
-        stats=cell("stats", _json_cell(stats, dict)),
-        created_at=when,
-        turn=int(turn) if isinstance(turn, int) else 0,
-        damaged=tuple(damaged),
-    )
-
-
-def _fold(text: str) -> str:
-    return " ".join(text.casefold().split())
-
-
-def _icontains(haystack: str | None, needle: str) -> bool:
-    """`needle` (already `_fold`ed) occurs in `_fold(haystack)`."""
-    if haystack is None:
-        return False
-    folded = haystack.casefold()
-    # A plain hit is a hit after collapsing whitespace too; only a needle with spaces can need
-    # the (slower) collapsed form, to match across wrapped lines.
-    return needle in folded or (" " in needle and needle in " ".join(folded.split()))
-
-
-# Bidi embeddings/overrides/isolates: invisible, but they reorder what a terminal shows.
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-
-
-def _lines(text: str) -> list[str]:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")  # before \r is stripped as a control
-    return _BIDI_CONTROLS.sub("", strip_controls(text)).splitlines()
-
-
-def _one_line(text: str) -> str:
-    return " ".join(" ".join(_lines(text)).split())
-
-
-def _clean_title(title: str) -> str:
-    return _one_line(title) or UNTITLED
-
-
-def _shorten(text: str, width: int) -> str:
-    """`text` cut to at most `width` characters, at a word boundary when there is a sensible
-    one, ending in "…" when cut."""
-    if len(text) <= width:
-        return text
-    cut = text.rfind(" ", 0, width)  # a space at index width-1 keeps width-1 chars + "…"
-    end = cut if cut >= width // 2 else width - 1
-    return text[:end].rstrip() + "…"
-
-
-def _find_casefolded(text: str, needle: str) -> tuple[int, int]:
-    """(start, end) in `text` of the first case-insensitive match of `needle`, or (-1, -1).
-
-    Case folding can change lengths ("ß" -> "ss"), so positions are mapped back per character.
-    """
-    folded: list[str] = []
-    origin: list[int] = []
-    for i, ch in enumerate(text):
-        low = ch.casefold()
-        folded.append(low)
-        origin.extend([i] * len(low))
-    target = needle.casefold()
-    pos = "".join(folded).find(target) if target else -1
-    if pos < 0:
-        return -1, -1
-    return origin[pos], origin[pos + len(target) - 1] + 1
-
-
-def _snippet(text: str, query: str, width: int = SNIPPET_WIDTH) -> str:
-    """One line of about `width` characters of `text` around the first match of `query`."""
-    flat = _one_line(text)
-    start, end = _find_casefolded(flat, _one_line(query))
-    if start < 0 or len(flat) <= width:
-        return _shorten(flat, width)
-    # A little context before the match, more after; `inner` leaves room for two "…".
-    inner = width - 2
-    lo = max(0, start - width // 4)
-    hi = min(len(flat), lo + inner)
-    lo = max(0, hi - inner)
-    if lo > 0:
-        space = flat.find(" ", lo, start)  # start on a word when that keeps the match
-        if 0 <= space < lo + 15:
-            lo = space + 1
-    if hi < len(flat):
-        space = flat.rfind(" ", end, hi)
-        if space > hi - 15:
-            hi = space
-    return ("…" if lo > 0 else "") + flat[lo:hi].strip() + ("…" if hi < len(flat) else "")

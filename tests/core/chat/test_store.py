@@ -26,9 +26,8 @@ from reflectchat.core.chat.store import (
     ConversationNotFound,
     Store,
     StoreError,
-    _fold,
-    _icontains,
 )
+from reflectchat.core.chat.store_text import fold, icontains
 from reflectchat.core.paths import data_dir
 from tests.conftest import cli, run_env
 
@@ -648,9 +647,9 @@ def test_a_short_lock_is_waited_out(db: Path) -> None:
     needle=st.text(alphabet=st.sampled_from("aAßSsΣσς \n\tk")),
 )
 def test_search_match_is_folded_substring(haystack: str, needle: str) -> None:
-    # The fast path in _icontains must agree with the plain definition.
-    folded = _fold(needle)
-    assert _icontains(haystack, folded) == (folded in _fold(haystack))
+    # The fast path in icontains must agree with the plain definition.
+    folded = fold(needle)
+    assert icontains(haystack, folded) == (folded in fold(haystack))
 
 
 @pytest.mark.parametrize(
