@@ -10,10 +10,11 @@ from reflectchat.core.engine.base import (
     CancelToken,
     Delta,
     Finished,
+    FinishReason,
     GenerationParams,
-    GenerationStats,
     Message,
     Started,
+    StatsClock,
     StreamEvent,
 )
 
@@ -51,14 +52,12 @@ class ScriptedBackend:
     ) -> Iterator[StreamEvent]:
         self.calls.append(list(messages))
         chunks = self._replies[(len(self.calls) - 1) % len(self._replies)]
-        start = time.perf_counter()
+        clock = StatsClock()
         prompt_tokens = self.count_prompt_tokens(messages)
         yield Started(prompt_tokens=prompt_tokens, prefill=self.prefill)
-        reason = "stop"
-        n = 0
-        first = 0.0
+        reason: FinishReason = "stop"
         for chunk in chunks:
-            if n >= params.max_tokens:
+            if clock.tokens >= params.max_tokens:
                 reason = "length"
                 break
             if cancel is not None and cancel.cancelled:
@@ -66,17 +65,6 @@ class ScriptedBackend:
                 break
             if self.delay_s:
                 time.sleep(self.delay_s)
-            if not first:
-                first = time.perf_counter()
-            n += 1
+            clock.token()
             yield Delta(chunk)
-        end = time.perf_counter()
-        decode = end - (first or end)
-        stats = GenerationStats(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=n,
-            ttft_s=(first or end) - start,
-            tokens_per_second=n / decode if n > 1 and decode > 0 else 0.0,
-            total_s=end - start,
-        )
-        yield Finished(reason, stats)  # type: ignore[arg-type]
+        yield Finished(reason, clock.stats(prompt_tokens=prompt_tokens))

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
+
+# The engine's errors, from the one root (their home); re-exported under their old address.
+from reflectchat.core.errors import ContextOverflowError as ContextOverflowError
+from reflectchat.core.errors import EngineError as EngineError
+from reflectchat.core.errors import ModelError
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -47,6 +53,51 @@ class GenerationStats:
         for key in ("ttft_s", "tokens_per_second", "total_s"):
             d[key] = round(d[key], 4)
         return d
+
+
+class StatsClock:
+    """Speed bookkeeping for one generation, the same in every backend: started when made,
+    `token()` for each token out (the first one stops the time-to-first-token clock),
+    `stats()` at the end. Tokens per second count from the first token, so they measure
+    decoding alone, and need two tokens to mean anything."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first_at = 0.0
+        self.tokens = 0
+
+    def first_token(self) -> None:
+        """The first token arrived (also one that is not counted, e.g. end-of-generation)."""
+        if not self.first_at:
+            self.first_at = time.perf_counter()
+
+    def token(self) -> None:
+        self.first_token()
+        self.tokens += 1
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def stats(
+        self,
+        *,
+        prompt_tokens: int = 0,
+        cached_tokens: int = 0,
+        completion_tokens: int | None = None,
+    ) -> GenerationStats:
+        """The stats as of now; `completion_tokens` overrides the count (a server's usage)."""
+        end = time.perf_counter()
+        first = self.first_at or end
+        n = self.tokens if completion_tokens is None else completion_tokens
+        decode_s = end - first
+        return GenerationStats(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=n,
+            cached_tokens=cached_tokens,
+            ttft_s=first - self.start,
+            tokens_per_second=n / decode_s if n > 1 and decode_s > 0 else 0.0,
+            total_s=end - self.start,
+        )
 
 
 @dataclass(frozen=True)
@@ -109,12 +160,8 @@ class CancelToken:
         return self._event.is_set()
 
 
-class EngineError(Exception):
-    """A failure with a message meant for people (one line: what happened, what to do)."""
-
-
-class ContextOverflowError(EngineError):
-    """The prompt does not fit in the model's context window."""
+class ModelLoadError(ModelError, EngineError):
+    """The model file could not be loaded; the message names the file and what to do."""
 
 
 class Backend(Protocol):

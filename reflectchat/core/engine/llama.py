@@ -8,16 +8,9 @@ CVE-2024-34359), drive `Llama.generate` token by token and detokenize with speci
 
 from __future__ import annotations
 
-import codecs
-import ctypes
 import os
-import re
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from reflectchat.core.chat.prompts import (
@@ -32,13 +25,27 @@ from reflectchat.core.engine.base import (
     Delta,
     EngineError,
     Finished,
+    FinishReason,
     GenerationParams,
-    GenerationStats,
     Message,
+    ModelLoadError,
     Started,
+    StatsClock,
     StreamEvent,
 )
 from reflectchat.core.engine.grammar import TAGS, strict_format_grammar
+from reflectchat.core.engine.llama_glue import (
+    LLAMA_LOG,
+    TokenDecoder,
+    Vocab,
+    compile_grammar,
+    extra_buffers_allowed,
+    model_params,
+    random_seed,
+    register_rpc_servers,
+    sampling,
+)
+from reflectchat.core.host.llama_build import accelerator_name, gpu_offload_supported
 from reflectchat.core.host.machine import available_ram, gpu_devices
 from reflectchat.core.models.fit import (
     FitReport,
@@ -48,17 +55,13 @@ from reflectchat.core.models.fit import (
     plan_fit,
     too_big_message,
 )
-from reflectchat.core.models.gguf_file import GGUFHeader, read_gguf_parts
+from reflectchat.core.models.gguf import GGUFHeader, read_gguf_parts
 from reflectchat.core.models.resolve import ResolvedModel
 
 MAX_CTX = 1 << 24  # llama.cpp's n_ctx is 32-bit; no model is trained on more than this
 
 # Tags a template may leave open at the end of the prompt (the reply then starts inside them).
 _PREFILL_TAGS = ("<think>", "<thinking>", "<thought>")
-
-
-class ModelLoadError(EngineError):
-    """The model file could not be loaded; the message names the file and what to do."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,6 @@ def default_threads() -> int:
     return logical if logical <= 4 else logical // 2
 
 
-def gpu_offload_supported() -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
-
-
 def resolve_gpu_layers(value: str | int) -> int:
     """`auto`: every layer when this build can offload (CUDA/Metal/Vulkan), else 0 — llama-cpp-
     python's own default of 0 is the usual reason a user's GPU sits idle. -1 means all."""
@@ -122,48 +119,6 @@ def resolve_gpu_layers(value: str | int) -> int:
     if layers < -1:
         raise ValueError(f"--gpu-layers must be 0 or more, not {layers}")
     return layers
-
-
-class _LlamaLog:
-    """Collects llama.cpp's log lines instead of letting them spill onto the user's terminal, so
-    a load failure can be explained in one line (and shown whole with --debug)."""
-
-    def __init__(self) -> None:
-        self.lines: deque[str] = deque(maxlen=200)
-        self.echo = False
-        self._callback: Any = None
-
-    def install(self) -> None:
-        import llama_cpp
-
-        if self._callback is not None:
-            return
-
-        @llama_cpp.llama_log_callback
-        def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            line = text.decode("utf-8", "replace")
-            self.lines.append(line)
-            if self.echo:
-                os.write(2, text)
-
-        self._callback = callback  # keep a reference: ctypes callbacks die with their object
-        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-
-    def reason(self) -> str | None:
-        """The most telling error line llama.cpp logged, without its function-name prefix."""
-        lines = "".join(self.lines).splitlines()
-        for marker in ("error loading model:", "error:", "failed", "unknown", "unsupported"):
-            for line in reversed(lines):
-                at = line.lower().rfind(marker)
-                if at >= 0:
-                    if marker == "error loading model:":
-                        return line[at + len(marker) :].strip()
-                    return _LOG_PREFIX.sub("", line.strip())
-        return None
-
-
-_LOG_PREFIX = re.compile(r"^[A-Za-z_]+:\s*")
-LLAMA_LOG = _LlamaLog()
 
 
 class LlamaBackend:
@@ -225,12 +180,7 @@ class LlamaBackend:
                 f"llama.cpp could not load {model.path}: {reason}; {hint}"
             ) from exc
 
-        import llama_cpp
-
-        self._llama_cpp = llama_cpp
-        self._vocab = self.llm._model.vocab
-        self._piece_buffer = ctypes.create_string_buffer(256)
-        self._pieces: dict[int, bytes] = {}
+        self.vocab = Vocab(self.llm)
         self._formatter = self._make_formatter()
         self.special_tags = self._find_special_tags()
         self._grammar_text = strict_format_grammar(self.special_tags)
@@ -267,15 +217,9 @@ class LlamaBackend:
     def _find_special_tags(self) -> dict[str, int]:
         """Tags that are one control/user-defined token here (Reflection 70B: all six)."""
         found = {}
-        special = (
-            self._llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | self._llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
-        )
         for tag in TAGS:
-            ids = self._tokenize(tag.encode(), add_bos=False)
-            if (
-                len(ids) == 1
-                and self._llama_cpp.llama_vocab_get_attr(self._vocab, ids[0]) & special
-            ):
+            ids = self.vocab.tokenize(tag.encode(), add_bos=False)
+            if len(ids) == 1 and self.vocab.is_special(ids[0]):
                 found[tag] = ids[0]
         return found
 
@@ -365,28 +309,10 @@ class LlamaBackend:
         except TemplateError as exc:  # SecurityError from the sandbox, raise_exception(), …
             raise EngineError(f"the chat template in {name} failed to render: {exc}") from exc
 
-    def _tokenize(self, text: bytes, *, add_bos: bool) -> list[int]:
-        """llama-cpp-python's tokenize allocates a buffer of the model's whole trained context
-        on every call (40 MB for a 10M-context model); size it from the text instead: a token
-        holds at least one byte, plus BOS/EOS the tokenizer may add."""
-        n_max = len(text) + 8
-        buf = (self._llama_cpp.llama_token * n_max)()
-        n = self._llama_cpp.llama_tokenize(self._vocab, text, len(text), buf, n_max, add_bos, True)
-        if n < 0:  # cannot happen with the bound above, but llama.cpp says how many it needs
-            n_max = -n
-            buf = (self._llama_cpp.llama_token * n_max)()
-            n = self._llama_cpp.llama_tokenize(
-                self._vocab, text, len(text), buf, n_max, add_bos, True
-            )
-            if n < 0:
-                raise EngineError(f"llama.cpp could not tokenize the prompt ({n})")
-        return list(buf[:n])
-
     def tokenize_prompt(self, prompt: str) -> list[int]:
-        tokens = self._tokenize(prompt.encode("utf-8"), add_bos=False)
+        tokens = self.vocab.tokenize(prompt.encode("utf-8"), add_bos=False)
         bos = self.llm.token_bos()
-        add_bos = self._llama_cpp.llama_vocab_get_add_bos(self._vocab)
-        if add_bos and bos >= 0 and (not tokens or tokens[0] != bos):
+        if self.vocab.adds_bos() and bos >= 0 and (not tokens or tokens[0] != bos):
             tokens.insert(0, bos)
         return tokens
 
@@ -396,24 +322,14 @@ class LlamaBackend:
 
     def piece(self, token: int) -> bytes:
         """A token's bytes with special tokens kept (control tokens become their text)."""
-        cached = self._pieces.get(token)
-        if cached is not None:
-            return cached
-        buf = self._piece_buffer
-        n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
-        if n < 0:  # longer than the buffer: llama.cpp says how much it needs
-            buf = ctypes.create_string_buffer(-n)
-            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
-        piece = buf.raw[: max(n, 0)]
-        self._pieces[token] = piece
-        return piece
+        return self.vocab.piece(token)
 
     # -- generation ---------------------------------------------------------------------------
 
     def stream(
         self, messages: list[Message], params: GenerationParams, cancel: CancelToken | None = None
     ) -> Iterator[StreamEvent]:
-        start = time.perf_counter()
+        clock = StatsClock()
         prompt = self.render_prompt(messages)
         tokens = self.tokenize_prompt(prompt)
         n_prompt = len(tokens)
@@ -426,45 +342,28 @@ class LlamaBackend:
         yield Started(prompt_tokens=n_prompt, cached_tokens=cached, prefill=_prefill(prompt))
 
         llm = self.llm
-        llm.set_seed(params.seed if params.seed is not None else _random_seed())
-        grammar = None
-        if params.strict_format:
-            from llama_cpp import LlamaGrammar
-
-            grammar = LlamaGrammar.from_string(self._grammar_text, verbose=False)
-
+        llm.set_seed(params.seed if params.seed is not None else random_seed())
+        grammar = compile_grammar(self._grammar_text) if params.strict_format else None
         budget = min(params.max_tokens, self.n_ctx - n_prompt)
         decoder = self.decoder()
-        is_eog = self._llama_cpp.llama_vocab_is_eog
-        vocab = self._vocab
-        reason = "length"
-        n_out = 0
-        first_at = 0.0
-        generator = llm.generate(
-            tokens,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=40,
-            min_p=0.05,
-            repeat_penalty=1.0,
-            grammar=grammar,
-        )
+        is_eog = self.vocab.is_eog
+        reason: FinishReason = "length"
+        generator = llm.generate(tokens, **sampling(params), grammar=grammar)
         try:
             if budget > 0:
                 for token in generator:
-                    if n_out == 0:
-                        first_at = time.perf_counter()
-                    if is_eog(vocab, token):
+                    clock.first_token()  # an end-of-generation token too: the model answered
+                    if is_eog(token):
                         reason = "stop"
                         break
-                    n_out += 1
+                    clock.token()
                     text = decoder.decode(token)
                     if text:
                         yield Delta(text)
                     if cancel is not None and cancel.cancelled:
                         reason = "cancelled"
                         break
-                    if n_out >= budget:
+                    if clock.tokens >= budget:
                         reason = "length"
                         break
         finally:
@@ -472,19 +371,7 @@ class LlamaBackend:
         tail = decoder.flush()
         if tail:
             yield Delta(tail)
-        end = time.perf_counter()
-        if not first_at:
-            first_at = end
-        decode_s = end - first_at
-        stats = GenerationStats(
-            prompt_tokens=n_prompt,
-            completion_tokens=n_out,
-            cached_tokens=cached,
-            ttft_s=first_at - start,
-            tokens_per_second=(n_out / decode_s) if n_out > 1 and decode_s > 0 else 0.0,
-            total_s=end - start,
-        )
-        yield Finished(reason, stats)  # type: ignore[arg-type]
+        yield Finished(reason, clock.stats(prompt_tokens=n_prompt, cached_tokens=cached))
 
     def _shared_prefix(self, tokens: list[int]) -> int:
         """How many prompt tokens the KV cache already holds (llama-cpp-python reuses them)."""
@@ -500,143 +387,9 @@ class LlamaBackend:
         return min(cached, len(tokens) - 1)
 
 
-def accelerator_name() -> str:
-    """The GPU backend this llama.cpp build was compiled with (as llama.cpp names it in its
-    system info, e.g. "CUDA : ARCHS = 890 | … | CPU : AVX2 = 1 | …"), or "CPU"."""
-    import llama_cpp
-
-    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    for part in info.split("|"):
-        name, sep, _ = part.partition(" : ")
-        if sep and name.strip() and name.strip() != "CPU":
-            return name.strip()
-    return "CPU"
-
-
-_RPC_REGISTERED: set[str] = set()
-
-
-def register_rpc_servers(servers: tuple[str, ...]) -> None:
-    """Make llama.cpp `rpc-server`s available as devices, as llama.cpp's own `--rpc` does:
-    ggml's RPC backend creates a device per server, registered globally, and a model loaded
-    afterwards spreads its layers over every registered device. llama-cpp-python has no
-    parameter for it, so the ggml functions are called through ctypes."""
-    import llama_cpp
-
-    if not llama_cpp.llama_supports_rpc():
-        raise ModelLoadError(
-            "this llama-cpp-python was built without RPC support; rebuild it with "
-            'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir '
-            "llama-cpp-python"
-        )
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    candidates = sorted(lib_dir.glob("libggml.*")) + sorted(lib_dir.glob("ggml.dll"))
-    if not candidates:
-        raise ModelLoadError(f"cannot find ggml's library in {lib_dir} to register RPC servers")
-    ggml = ctypes.CDLL(str(candidates[0]))
-    ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
-    ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
-    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
-    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    ggml.ggml_backend_register.argtypes = [ctypes.c_void_p]
-    rpc = ggml.ggml_backend_reg_by_name(b"RPC")
-    address = rpc and ggml.ggml_backend_reg_get_proc_address(rpc, b"ggml_backend_rpc_add_server")
-    if not address:
-        raise ModelLoadError(
-            "this llama.cpp's RPC backend has no ggml_backend_rpc_add_server; "
-            "upgrade llama-cpp-python"
-        )
-    add_server = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(address)
-    for server in servers:
-        if server in _RPC_REGISTERED:
-            continue
-        reg = add_server(server.encode())
-        if not reg:
-            raise ModelLoadError(f"cannot reach the RPC server {server}; is rpc-server running?")
-        ggml.ggml_backend_register(reg)
-        _RPC_REGISTERED.add(server)
-
-
-def amx_build() -> bool:
-    """Whether this llama.cpp was compiled with its AMX kernels (Intel Xeon 4th gen and later)."""
-    import llama_cpp
-
-    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-
-
-def extra_buffers_allowed() -> bool:
-    """llama.cpp's AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat on any multi-token
-    batch) on Xeon VMs that advertise AMX — a native build on such a machine would take the
-    whole process down on the first prompt. They are reached only through the "extra" weight
-    buffer types, so a build with AMX loads without them (measured here: the same speed as a
-    build without AMX). REFLECTCHAT_AMX=1 opts back in where AMX is known to work."""
-    if os.environ.get("REFLECTCHAT_AMX", "").strip() in ("1", "true", "yes", "on"):
-        return True
-    return not amx_build()
-
-
-@contextmanager
-def model_params(
-    progress: Callable[[float], bool | None] | None, *, extra_buffers: bool
-) -> Iterator[None]:
-    """Set model parameters that llama-cpp-python's `Llama` has no argument for (a load-progress
-    callback, extra buffer types) by wrapping the params factory it calls, for this load only."""
-    if progress is None and extra_buffers:
-        yield
-        return
-    import llama_cpp.llama as llama_module
-
-    raw = llama_module.llama_cpp
-    callback = None
-    if progress is not None:
-
-        @raw.llama_progress_callback
-        def callback(value: float, user_data: ctypes.c_void_p) -> bool:
-            try:
-                return progress(float(value)) is not False
-            except Exception:  # never let a UI error abort or crash the load
-                return True
-
-    original = raw.llama_model_default_params
-
-    def patched() -> Any:
-        params = original()
-        if callback is not None:
-            params.progress_callback = callback
-        if not extra_buffers:
-            params.use_extra_bufts = False
-        return params
-
-    raw.llama_model_default_params = patched
-    try:
-        yield
-    finally:
-        raw.llama_model_default_params = original
-
-
-class TokenDecoder:
-    """Token ids to text, special tokens kept. The bytes of one character may span tokens
-    (byte-level BPE splits emoji and CJK): an incomplete UTF-8 sequence is held back until the
-    rest arrives, and whatever is left at the end becomes U+FFFD rather than an exception."""
-
-    def __init__(self, piece: Any) -> None:
-        self._piece = piece
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def decode(self, token: int) -> str:
-        return self._utf8.decode(self._piece(token))
-
-    def flush(self) -> str:
-        return self._utf8.decode(b"", final=True)
-
-
 def _prefill(prompt: str) -> str:
     tail = prompt.rstrip().lower()
     for tag in _PREFILL_TAGS:
         if tail.endswith(tag):
             return tag
     return ""
-
-
-def _random_seed() -> int:
-    return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF

@@ -39,12 +39,15 @@ from reflectchat.core.engine.base import (
     Delta,
     EngineError,
     Finished,
+    FinishReason,
     GenerationParams,
     GenerationStats,
     Message,
     Started,
+    StatsClock,
     StreamEvent,
 )
+from reflectchat.core.errors import NetworkError
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 TIMEOUT_ENV = "REFLECTCHAT_REMOTE_TIMEOUT"
@@ -110,7 +113,7 @@ class Endpoint:
         return self.api_key_env or DEFAULT_KEY_ENV
 
 
-class RemoteError(EngineError):
+class RemoteError(NetworkError, EngineError):
     """A remote failure, said for people, with no secrets in it."""
 
 
@@ -331,7 +334,7 @@ class RemoteBackend:
         self, messages: list[Message], params: GenerationParams, cancel: CancelToken | None = None
     ) -> Iterator[StreamEvent]:
         limits = self.timeouts()
-        start = time.monotonic()
+        clock = StatsClock()
         model = self.resolve_model_name()
         request: dict[str, Any] = {
             "model": model,
@@ -361,7 +364,7 @@ class RemoteBackend:
         reader = _Reader(open_stream)
         unhook = cancel.on_cancel(reader.abort) if cancel is not None else None
         try:
-            yield from self._events(reader, cancel, params, limits, start, deadline)
+            yield from self._events(reader, cancel, params, limits, clock, deadline)
         finally:
             if unhook is not None:
                 unhook()
@@ -373,7 +376,7 @@ class RemoteBackend:
         cancel: CancelToken | None,
         params: GenerationParams,
         limits: Timeouts,
-        start: float,
+        clock: StatsClock,
         deadline: float,
     ) -> Iterator[StreamEvent]:
         where = self.endpoint.display_url
@@ -382,7 +385,7 @@ class RemoteBackend:
         kind, value = reader.next(cancel, deadline + 0.5)
         if kind == "cancelled" or (kind == "error" and isinstance(value, _Cancelled)):
             yield Started()
-            yield Finished("cancelled", GenerationStats(total_s=time.monotonic() - start))
+            yield Finished("cancelled", GenerationStats(total_s=clock.elapsed()))
             return
         if kind == "timeout":
             raise self._timeout_error(limits)
@@ -392,9 +395,7 @@ class RemoteBackend:
             raise RemoteError(f"the request to {where} failed ({type(value).__name__})")
         yield Started()
         limit = params.max_tokens if params.max_tokens and params.max_tokens > 0 else None
-        reason = "stop"
-        n_chunks = 0
-        first = 0.0
+        reason: FinishReason = "stop"
         got_chunk = False
         thinking = False
         usage = None
@@ -449,7 +450,7 @@ class RemoteBackend:
                 extra = delta.model_extra or {}
                 reasoning = extra.get("reasoning_content") or extra.get("reasoning")
                 if (reasoning or delta.content) and limit is not None:
-                    used = max(n_chunks, counted or 0)
+                    used = max(clock.tokens, counted or 0)
                     if used >= limit:
                         # The server went past max_tokens: stop reading, as a local model does.
                         stop_here = True
@@ -464,9 +465,7 @@ class RemoteBackend:
                         text, thinking = text + "</think>", False
                     text += delta.content
                 if text:
-                    if not first:
-                        first = time.monotonic()
-                    n_chunks += 1
+                    clock.token()  # a chunk stands for a token when the server sends no usage
                     yield Delta(text)
                 if choice.finish_reason:
                     finished_by_server = True
@@ -478,20 +477,11 @@ class RemoteBackend:
         reader.abort()
         if thinking:
             yield Delta("</think>")
-        end = time.monotonic()
-        completion = usage.completion_tokens if usage else n_chunks
-        decode = end - (first or end)
-        yield Finished(
-            reason,  # type: ignore[arg-type]
-            GenerationStats(
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=completion,
-                ttft_s=(first or end) - start,
-                tokens_per_second=completion / decode if completion > 1 and decode > 0 else 0.0,
-                total_s=end - start,
-            ),
-            error,
+        stats = clock.stats(
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else None,
         )
+        yield Finished(reason, stats, error)
 
     def _timeout_error(self, limits: Timeouts) -> RemoteError:
         return RemoteError(

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from reflectchat import __version__
+from reflectchat.core.host.llama_build import llama_build
 from reflectchat.core.host.machine import (
     apple_silicon,
     available_ram,
@@ -17,6 +18,7 @@ from reflectchat.core.host.machine import (
     total_ram,
 )
 from reflectchat.core.models.resolve import load_catalog
+from reflectchat.core.units import GB
 
 CUDA_REINSTALL = (
     'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
@@ -29,34 +31,6 @@ NOAMX_REINSTALL = (
     '-DCMAKE_CXX_FLAGS="-mno-amx-int8 -mno-amx-tile"\' '
     "pip install --force-reinstall --no-cache-dir llama-cpp-python"
 )
-GB = 1e9
-
-
-def llama_build() -> dict[str, Any]:
-    """Versions, compiled-in backends and CPU features of the installed llama.cpp."""
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        return {"installed": False, "error": str(exc)}
-    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    backends: list[str] = []
-    features: list[str] = []
-    for part in info.split("|"):
-        name, sep, rest = part.partition(" : ")
-        if sep:
-            backends.append(name.strip())
-            part = rest
-        key, eq, value = part.partition("=")
-        if eq and value.strip() == "1":
-            features.append(key.strip())
-    return {
-        "installed": True,
-        "llama_cpp_python": llama_cpp.__version__,
-        "backends": backends,
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-        "cpu_features": features,
-        "system_info": info.strip(),
-    }
 
 
 def diagnose() -> dict[str, Any]:

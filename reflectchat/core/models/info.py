@@ -7,7 +7,7 @@ from typing import Any
 from reflectchat.core.engine.grammar import TAGS
 from reflectchat.core.host.machine import available_ram, gpu_devices
 from reflectchat.core.models.fit import estimate_memory, plan_fit
-from reflectchat.core.models.gguf_file import read_gguf_parts, read_metadata_array
+from reflectchat.core.models.gguf import read_gguf_parts, read_metadata_array
 from reflectchat.core.models.resolve import ResolvedModel
 
 SPECIAL_TOKEN_TYPES = {3, 4}  # CONTROL, USER_DEFINED
@@ -34,7 +34,7 @@ def model_info(model: ResolvedModel, n_ctx: int | None = None) -> dict[str, Any]
     entry = model.entry
     ctx = n_ctx or min(entry.context if entry else 4096, header.context_length or 4096)
     estimate = estimate_memory(parts, ctx)
-    from reflectchat.core.engine.llama import gpu_offload_supported
+    from reflectchat.core.host.llama_build import gpu_offload_supported
 
     gpus = gpu_devices() if gpu_offload_supported() else []
     from reflectchat.core.models.fit import auto_gpu_layers

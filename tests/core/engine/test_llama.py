@@ -182,16 +182,16 @@ def test_loads_and_generates_without_extra_buffer_types(monkeypatch: pytest.Monk
 
 
 def test_extra_buffers_follow_the_build_and_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reflectchat.core.engine.llama as lb
+    import reflectchat.core.engine.llama_glue as glue
 
-    monkeypatch.setattr(lb, "amx_build", lambda: True)
+    monkeypatch.setattr(glue, "amx_build", lambda: True)
     monkeypatch.delenv("REFLECTCHAT_AMX", raising=False)
-    assert lb.extra_buffers_allowed() is False
+    assert glue.extra_buffers_allowed() is False
     monkeypatch.setenv("REFLECTCHAT_AMX", "1")
-    assert lb.extra_buffers_allowed() is True
-    monkeypatch.setattr(lb, "amx_build", lambda: False)
+    assert glue.extra_buffers_allowed() is True
+    monkeypatch.setattr(glue, "amx_build", lambda: False)
     monkeypatch.delenv("REFLECTCHAT_AMX")
-    assert lb.extra_buffers_allowed() is True
+    assert glue.extra_buffers_allowed() is True
 
 
 # -- issue 13: hostile templates, impossible contexts ------------------------------------------

@@ -418,7 +418,7 @@ def real_server() -> Iterator[str]:
     # builds with AMX kernels, which crash on some Xeon VMs, that means no extra buffer types).
     code = (
         "import runpy, sys\n"
-        "from reflectchat.core.engine.llama import extra_buffers_allowed, model_params\n"
+        "from reflectchat.core.engine.llama_glue import extra_buffers_allowed, model_params\n"
         f"sys.argv = ['llama_cpp.server', *{args!r}]\n"
         "with model_params(None, extra_buffers=extra_buffers_allowed()):\n"
         "    runpy.run_module('llama_cpp.server', run_name='__main__')\n"
