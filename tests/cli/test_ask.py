@@ -20,7 +20,7 @@ from tests.support.gguf_fixtures import (
     write_small_gguf,
     write_truncated,
 )
-from tests.support.paths import SAMPLES
+from tests.support.paths import SAMPLES, TRANSCRIPTS
 
 
 def run(*args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -184,6 +184,15 @@ def test_view_shows_markup_literally_and_strips_escapes(tmp_path: Path) -> None:
     data = json.loads(run("view", str(reply), "--json").stdout)
     assert data["thinking"] == "[bold]x[/bold]"
     assert set(data) == {"answer", "thinking", "reflections", "sections", "thinking_incomplete"}
+
+
+def test_view_splits_a_deepseek_transcript() -> None:
+    # The repository's own R1-style reply (one line, double spaces for newlines).
+    data = json.loads(run("view", str(TRANSCRIPTS / "r1_closed_one_line.txt"), "--json").stdout)
+    assert data["thinking"].startswith("First, I note")
+    assert data["answer"].startswith("**Solution:**")
+    assert "boxed{28}" in data["answer"] and "boxed" not in data["thinking"]
+    assert data["thinking_incomplete"] is False
 
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared/reference/samples is not here")

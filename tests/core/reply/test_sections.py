@@ -637,6 +637,8 @@ def test_invariance_on_the_reflection_example() -> None:
 
 
 # -- real samples ------------------------------------------------------------------------------
+# Byte-exact model outputs from ../shared, an extra check where that folder is present; the
+# repository's own vectors modelled on them run everywhere (test_transcripts.py).
 
 
 def sample(prefix: str) -> str:
