@@ -22,7 +22,7 @@ from reflectchat.core.config import Config, ConfigError, load_config
 from reflectchat.core.engine.base import CancelToken, EngineError, GenerationParams
 from reflectchat.core.engine.remote import Endpoint
 from reflectchat.core.models.fit import ModelTooBigError
-from reflectchat.core.models.gguf_file import GGUFError
+from reflectchat.core.models.gguf import GGUFError
 from reflectchat.core.models.resolve import (
     CatalogEntry,
     ModelNotFoundError,

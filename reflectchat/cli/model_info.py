@@ -8,17 +8,17 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
+from reflectchat.core.units import format_bytes
 
 EXIT_USAGE = 2
-GB = 1e9
 
 
 def _gb(n: int | None) -> str:
-    return "unknown" if n is None else f"{n / GB:.2f} GB"
+    return "unknown" if n is None else format_bytes(n, "GB", digits=2)
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from reflectchat.core.models.gguf_file import GGUFError
+    from reflectchat.core.models.gguf import GGUFError
     from reflectchat.core.models.info import model_info
     from reflectchat.core.models.resolve import ModelNotFoundError, resolve_model
 

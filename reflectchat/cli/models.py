@@ -12,8 +12,10 @@ from typing import Any
 
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
-from reflectchat.core.models.hub import HubError, PullPlan, format_bytes, guess_quant
+from reflectchat.core.models.hub import HubError, PullPlan
+from reflectchat.core.models.naming import guess_quant
 from reflectchat.core.reply.sanitize import strip_controls
+from reflectchat.core.units import format_bytes
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -9,9 +9,9 @@ from typing import Any
 from reflectchat.cli.errors import CliError
 from reflectchat.cli.jsonout import to_json
 from reflectchat.cli.limits import gpu_layers_flag, whole_number_flag
+from reflectchat.core.units import format_bytes
 
 EXIT_USAGE = 2
-GB = 1e9
 
 
 def add_tool_parsers(commands: Any) -> None:
@@ -35,7 +35,7 @@ def add_tool_parsers(commands: Any) -> None:
 
 
 def _gb(n: int | None) -> str:
-    return f"{n / GB:.1f} GB" if n else "unknown"
+    return format_bytes(n, "GB") if n else "unknown"
 
 
 def run_doctor(args: argparse.Namespace) -> int:
@@ -83,7 +83,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from reflectchat.core.engine.llama import LlamaBackend, LoadOptions, ModelLoadError
     from reflectchat.core.host.bench import run_bench as bench
     from reflectchat.core.models.fit import ModelTooBigError
-    from reflectchat.core.models.gguf_file import GGUFError
+    from reflectchat.core.models.gguf import GGUFError
     from reflectchat.core.models.resolve import ModelNotFoundError, resolve_model
 
     try:
@@ -132,7 +132,7 @@ def run_bench(args: argparse.Namespace) -> int:
     rows = [
         [
             f"{info.model} {info.quantization or ''}".strip(),
-            f"{size / 2**20:.2f} MiB",
+            format_bytes(size, "MiB", digits=2),
             f"{params / 1e6:.2f} M" if params < 1e9 else f"{params / 1e9:.2f} B",
             info.accelerator,
             str(info.layers_offloaded),

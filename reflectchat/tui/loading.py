@@ -121,7 +121,7 @@ def remote_factory(endpoint: Any) -> BackendFactory:
 def load_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions a model load reports as one human line."""
     from reflectchat.core.engine.base import EngineError
-    from reflectchat.core.models.gguf_file import GGUFError
+    from reflectchat.core.models.gguf import GGUFError
     from reflectchat.core.models.resolve import ModelNotFoundError
 
     types: tuple[type[BaseException], ...] = (EngineError, GGUFError, ModelNotFoundError)

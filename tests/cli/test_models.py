@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reflectchat.core.models.hub import format_bytes
+from reflectchat.core.units import format_bytes
 from tests.conftest import REPO
 from tests.core.models.test_discovery import GGUF, hf_repo, ollama_blob, ollama_manifest, put
 from tests.support.fake_hub import FakeHub

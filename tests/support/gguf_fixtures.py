@@ -107,7 +107,7 @@ def write_chat_template_gguf(src: Path, dst: Path, template: str) -> Path:
 def write_header_value(src: Path, dst: Path, key: str, value: int) -> Path:
     """A copy of ``src`` (sparse: header bytes only) with the scalar metadata ``key`` set to
     ``value`` in its stored type, in place: nothing else moves."""
-    from reflectchat.core.models.gguf_file import read_gguf_header
+    from reflectchat.core.models.gguf import read_gguf_header
 
     header = read_gguf_header(src)
     with open(src, "rb") as f:

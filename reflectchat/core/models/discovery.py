@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reflectchat.core.models import hf_cache
+from reflectchat.core.models.naming import parse_split_name
 
 OLLAMA_MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
 _OLLAMA_DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
-_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 MAX_ENTRIES = 20_000  # per folder walked: a pathological tree costs a bounded amount of time
 MAX_MANIFEST_BYTES = 1 << 20
 
@@ -147,12 +147,12 @@ def _gguf_models(
     for rel, path, size in files:
         if not rel.lower().endswith(".gguf") or size == 0:
             continue
-        m = _SPLIT.match(path.name)
-        if m is None:
+        split = parse_split_name(path.name)
+        if split is None:
             singles.append(FoundModel(source, prefix + rel, path, size))
             continue
-        key = (str(path.parent), f"{m['stem']}-of-{m['count']}".lower())
-        groups.setdefault(key, []).append((int(m["no"]), rel, path, size))
+        key = (str(path.parent), f"{split.stem}-of-{split.count:05d}".lower())
+        groups.setdefault(key, []).append((split.number, rel, path, size))
     for parts in groups.values():
         parts.sort()
         _, rel, path, _ = parts[0]

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reflectchat.core.host.machine import GpuDevice
-from reflectchat.core.models.gguf_file import GGUFHeader
+from reflectchat.core.models.gguf import GGUFHeader
 from reflectchat.core.models.resolve import CatalogEntry, load_catalog
+from reflectchat.core.units import GB, format_bytes
 
-GB = 1e9
 N_UBATCH = 512  # llama.cpp's default micro-batch: its logits buffer is the compute buffer's bulk
 GPU_MARGIN = 512 * 1024 * 1024  # drivers, fragmentation: never plan to fill a GPU to the byte
 
@@ -186,4 +186,4 @@ def _smallest_fitting(room: float) -> str:
 
 
 def _gb(n: float) -> str:
-    return f"{n / GB:.1f} GB"
+    return format_bytes(n, "GB")

