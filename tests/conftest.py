@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO, SYNTH
+from tests.support.gguf_fixtures import write_70b_shaped_gguf
+from tests.support.paths import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -30,16 +31,9 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "reflectchat", *args]
 
 
-
-
 @pytest.fixture(scope="session")
 def synth_70b(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 70B-shaped Q4_K_M GGUF: 42.5 GB apparent size, a few MB on disk (sparse), zeros."""
-    import subprocess
-
-    if not SYNTH.is_file():
-        pytest.skip("shared/tools/synth_gguf.py is not here")
+    """A 70B-shaped Q4_K_M GGUF: 42.5 GB apparent size, a few MB on disk (sparse), zeros.
+    Named like the catalog's file so `models info` recognises it."""
     path = tmp_path_factory.mktemp("synth") / "Reflection-Llama-3.1-70B-Q4_K_M.gguf"
-    subprocess.run([sys.executable, str(SYNTH), str(path), "--shape", "70b"], check=True,
-                   capture_output=True)
-    return path
+    return write_70b_shaped_gguf(path)

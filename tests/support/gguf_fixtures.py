@@ -12,8 +12,9 @@ import os
 import random
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ENV = "REFLECTCHAT_TEST_MODEL"
@@ -85,13 +86,15 @@ def write_reflection_token_gguf(src: Path, dst: Path) -> Path:
 
     def edit(key: str, value: object) -> object:
         if key == "tokenizer.ggml.tokens":
-            value = list(value)  # type: ignore[call-overload]
+            tokens = list(cast("Iterable[object]", value))  # gguf gives arrays as lists
             for token_id, tag in zip(REFLECTION_TAG_IDS, REFLECTION_TAGS, strict=True):
-                value[token_id] = tag
-        elif key == "tokenizer.ggml.token_type":
-            value = list(value)  # type: ignore[call-overload]
+                tokens[token_id] = tag
+            return tokens
+        if key == "tokenizer.ggml.token_type":
+            types = list(cast("Iterable[object]", value))
             for token_id in REFLECTION_TAG_IDS:
-                value[token_id] = TOKEN_TYPE_CONTROL
+                types[token_id] = TOKEN_TYPE_CONTROL
+            return types
         return value
 
     return rewrite_gguf(src, dst, edit)
@@ -148,7 +151,7 @@ def rewrite_gguf(src: Path, dst: Path, edit: Callable[[str, object], object]) ->
                 raise ValueError(f"nested array {key} is not supported")
         value = edit(key, value)
         if key == "general.alignment":
-            writer.data_alignment = int(value)
+            writer.data_alignment = int(cast("int", value))
         writer.add_key_value(key, value, vtype, sub_type=sub_type)
     for t in reader.tensors:
         # Quantized tensors come as raw bytes: their *byte* shape and uint8 dtype let the writer
@@ -215,6 +218,87 @@ def write_split_gguf(dst: Path, n_tensors: int = 3) -> list[Path]:
         dst.with_name(f"{dst.stem}-{i:05d}-of-{n_tensors:05d}.gguf")
         for i in range(1, n_tensors + 1)
     ]
+
+
+# Llama-3.1-70B's shape: n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab (Reflection 70B too).
+LLAMA_70B_SHAPE = (80, 8192, 28672, 64, 8, 128256)
+
+
+def write_70b_shaped_gguf(dst: Path, *, ctx: int = 8192) -> Path:
+    """A Llama-3.1-70B-shaped Q4_K_M GGUF whose tensor data is a sparse hole: the real
+    header (80 layers of 8192, 723 tensors, ~70.6e9 parameters), ~42.5 GB apparent size,
+    a few MB on disk. For header, fit and info tests; it reads as zeros and cannot generate."""
+    import gguf
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q
+
+    n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab = LLAMA_70B_SHAPE
+    head_dim = n_embd // n_head
+    w = gguf.GGUFWriter(dst, arch="llama")
+    w.add_name("synthetic-zero-llama-70b")
+    w.add_context_length(ctx)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(500000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    # A full-size vocabulary keeps the header as long as a real one: specials, bytes, fillers.
+    tokens = ["<unk>", "<s>", "</s>", *(f"<0x{i:02X}>" for i in range(256))]
+    tokens += [f"\u2581t{i}" for i in range(n_vocab - len(tokens))]
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * n_vocab)
+    unknown, normal, byte = 2, 1, 6  # llama.cpp token types
+    specials = [unknown, TOKEN_TYPE_CONTROL, TOKEN_TYPE_CONTROL]
+    w.add_token_types(specials + [byte] * 256 + [normal] * (n_vocab - 259))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+
+    tensors: list[tuple[str, Q, tuple[int, ...]]] = [
+        ("token_embd.weight", Q.Q4_K, (n_vocab, n_embd)),
+        ("output_norm.weight", Q.F32, (n_embd,)),
+        ("output.weight", Q.Q6_K, (n_vocab, n_embd)),
+    ]
+    for i in range(n_layer):
+        # Q4_K_M keeps attn_v and ffn_down at Q6_K in about half the layers.
+        more_bits = i < n_layer // 8 or i >= 7 * n_layer // 8 or (i - n_layer // 8) % 3 == 2
+        hi = Q.Q6_K if more_bits else Q.Q4_K
+        kv_rows = n_head_kv * head_dim
+        tensors += [
+            (f"blk.{i}.attn_norm.weight", Q.F32, (n_embd,)),
+            (f"blk.{i}.ffn_norm.weight", Q.F32, (n_embd,)),
+            (f"blk.{i}.attn_q.weight", Q.Q4_K, (n_embd, n_embd)),
+            (f"blk.{i}.attn_k.weight", Q.Q4_K, (kv_rows, n_embd)),
+            (f"blk.{i}.attn_v.weight", hi, (kv_rows, n_embd)),
+            (f"blk.{i}.attn_output.weight", Q.Q4_K, (n_embd, n_embd)),
+            (f"blk.{i}.ffn_gate.weight", Q.Q4_K, (n_ff, n_embd)),
+            (f"blk.{i}.ffn_up.weight", Q.Q4_K, (n_ff, n_embd)),
+            (f"blk.{i}.ffn_down.weight", hi, (n_embd, n_ff)),
+        ]
+    data_size = 0
+    for name, qtype, shape in tensors:
+        if qtype == Q.F32:
+            size = shape[0] * 4
+            w.add_tensor_info(name, shape, np.dtype(np.float32), size, qtype)
+        else:
+            # Quantized tensors are described by their byte shape (rows x bytes per row).
+            rows, cols = shape
+            block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+            size = rows * (cols // block) * block_bytes
+            w.add_tensor_info(name, (rows, size // rows), np.dtype(np.uint8), size, qtype)
+        data_size += gguf.GGUFWriter.ggml_pad(size, w.data_alignment)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    data_start = gguf.GGUFWriter.ggml_pad(dst.stat().st_size, w.data_alignment)
+    with open(dst, "r+b") as f:
+        f.truncate(data_start + data_size)  # the tensor data is a hole: zeros, no disk
+    return dst
 
 
 # --- broken files --------------------------------------------------------------------------------
