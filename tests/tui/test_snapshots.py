@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
+# The plugin behind the snap_compare fixture: a test dependency, so a missing one is an error.
+import pytest_textual_snapshot  # type: ignore[import-untyped]  # noqa: F401  (no py.typed)
 
 from reflectchat.core.chat.store import Store
 from reflectchat.tui.app import ChatApp
@@ -24,8 +25,6 @@ from tests.support.tui import (
     scripted,
     wait_for_reply,
 )
-
-pytest.importorskip("pytest_textual_snapshot")
 
 SIZE = (100, 40)
 
