@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -57,7 +59,7 @@ class Sidebar(Vertical):
 
     def show(
         self,
-        rows: list[tuple[ConversationSummary, str | None]],
+        rows: Sequence[tuple[ConversationSummary, str | None]],
         current: int | None,
         *,
         empty: str = "No conversations yet",
