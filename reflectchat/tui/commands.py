@@ -1,70 +1,87 @@
 """The chat's settings and commands: `/` commands typed in the prompt and the command
 palette (Ctrl+P) — switch model, system prompt, strict format, reasoning display, export,
-theme. A mixin of `ChatApp`, kept apart so each file reads in one sitting."""
+theme. A part of `ChatApp`, kept apart so each file reads in one sitting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from textual.app import SystemCommand
-from textual.screen import Screen
 
 from reflectchat.core.models.resolve import load_catalog
 from reflectchat.tui.screens import TextEntryScreen
 from reflectchat.tui.slash import NAMES
 
-UNSET: Any = object()
+if TYPE_CHECKING:
+    from reflectchat.tui.app import ChatApp
+
+
+class _Default(Enum):
+    UNSET = "unset"
+
+
+UNSET: Final = _Default.UNSET
 """No system prompt chosen in the app: the model's default applies."""
 
+SystemChoice: TypeAlias = "str | _Default | None"
+"""A system prompt, none at all, or `UNSET` (the model's default)."""
 
-class CommandsMixin:
+
+class Commands:
+    """The `/` commands and the palette's entries, acting on `app`."""
+
+    def __init__(self, app: ChatApp) -> None:
+        self.app = app
+
     async def run_slash(self, name: str, arg: str) -> None:
+        app = self.app
         if name not in NAMES:
-            self._say(f"Unknown command /{name} — /help lists them (// sends a '/' message).")
+            app.say(f"Unknown command /{name} — /help lists them (// sends a '/' message).")
             return
         if name == "help":
-            self.action_help()
+            app.action_help()
         elif name == "new":
-            await self.action_new_chat()
+            await app.action_new_chat()
         elif name == "model":
             if arg:
-                self.switch_model(arg)
+                app.loader.switch(arg)
             else:
-                self.action_pick_model()
+                app.action_pick_model()
         elif name == "system":
             self.set_system_from_text(arg)
         elif name == "export":
-            self.export(arg or "md")
+            app.conversations.export(arg or "md")
         elif name == "copy":
-            self.action_copy_answer()
+            app.action_copy_answer()
         elif name == "retry":
-            await self.action_regenerate()
+            await app.action_regenerate()
         elif name == "thinking":
-            self.action_toggle_thinking()
+            app.action_toggle_thinking()
         elif name == "keep-thinking":
-            self.set_keep_thinking_open(_on_off(arg, not self.keep_thinking_open))
+            self.set_keep_thinking_open(_on_off(arg, not app.keep_thinking_open))
         elif name == "reasoning":
             show = {"show": True, "hide": False}.get(arg.lower())
             self.set_show_reasoning(
-                self.chat.has_class("-hide-reasoning") if show is None else show
+                app.chat.has_class("-hide-reasoning") if show is None else show
             )
         elif name == "strict":
-            self.set_strict_format(_on_off(arg, not self.params.strict_format))
+            self.set_strict_format(_on_off(arg, not app.params.strict_format))
         elif name == "theme":
             if not arg:
-                self.action_change_theme()
-            elif arg in self.available_themes:
-                self.theme = arg
+                app.action_change_theme()
+            elif arg in app.available_themes:
+                app.theme = arg
             else:
-                self._say(f"No theme '{arg}'. Themes: {', '.join(sorted(self.available_themes))}")
+                app.say(f"No theme '{arg}'. Themes: {', '.join(sorted(app.available_themes))}")
         elif name == "quit":
-            self.exit()
+            app.exit()
 
     def set_system_from_text(self, arg: str) -> None:
         if not arg:
-            self.action_edit_system_prompt()
+            self.edit_system_prompt()
         elif arg.lower() in ("none", "off"):
             self.set_system_prompt(None)
         elif arg.lower() == "default":
@@ -72,91 +89,95 @@ class CommandsMixin:
         else:
             self.set_system_prompt(arg)
 
-    def set_system_prompt(self, value: Any) -> None:
-        self._system_override = value
-        prompt = self.system_prompt
-        if self.session is not None:
-            self.session.system_prompt = prompt
-        if self.conversation_id is not None and self.store is not None:
-            self._store_call(self.store.set_system_prompt, self.conversation_id, prompt)
+    def set_system_prompt(self, value: SystemChoice) -> None:
+        app = self.app
+        app.system_override = value
+        prompt = app.system_prompt
+        if app.session is not None:
+            app.session.system_prompt = prompt
+        if app.conversation_id is not None and app.store is not None:
+            app.store_call(app.store.set_system_prompt, app.conversation_id, prompt)
         if prompt is None:
-            self._say("System prompt: none.")
+            app.say("System prompt: none.")
         else:
             short = " ".join(prompt.split())
-            self._say(f"System prompt set: {short[:80]}{'…' if len(short) > 80 else ''}")
+            app.say(f"System prompt set: {short[:80]}{'…' if len(short) > 80 else ''}")
 
     def set_keep_thinking_open(self, keep: bool) -> None:
-        self.keep_thinking_open = keep
+        self.app.keep_thinking_open = keep
         state = "stays open" if keep else "folds"
-        self._say(f"Thinking now {state} when the answer starts.")
+        self.app.say(f"Thinking now {state} when the answer starts.")
 
     def set_show_reasoning(self, show: bool) -> None:
-        self.chat.set_class(not show, "-hide-reasoning")
-        self._say(
+        self.app.chat.set_class(not show, "-hide-reasoning")
+        self.app.say(
             "Reasoning shown." if show else "Reasoning hidden (/reasoning show brings it back)."
         )
 
     def set_strict_format(self, strict: bool) -> None:
-        self.options.strict_format = strict
-        self.params = replace(self.params, strict_format=strict)
-        if self.session is not None:
-            self.session.params = self.params
-        self._say(f"Strict format {'on' if strict else 'off'}.")
+        app = self.app
+        app.options.strict_format = strict
+        app.params = replace(app.params, strict_format=strict)
+        if app.session is not None:
+            app.session.params = app.params
+        app.say(f"Strict format {'on' if strict else 'off'}.")
 
-    def action_pick_model(self) -> None:
+    def pick_model(self) -> None:
         aliases = ", ".join(load_catalog())
 
         def chosen(spec: str | None) -> None:
             if spec:
-                self.switch_model(spec)
+                self.app.loader.switch(spec)
 
-        self.push_screen(
+        self.app.push_screen(
             TextEntryScreen(
                 "Switch model",
                 "",
                 hint=f"A catalog alias ({aliases}) or a path to a .gguf file."
-                f" Now: {self.model_spec}",
+                f" Now: {self.app.model_spec}",
             ),
             chosen,
         )
 
-    def action_edit_system_prompt(self) -> None:
+    def edit_system_prompt(self) -> None:
         def chosen(text: str | None) -> None:
             if text is not None:
                 self.set_system_prompt(text if text.strip() else None)
 
-        self.push_screen(
+        session = self.app.session
+        self.app.push_screen(
             TextEntryScreen(
                 "System prompt",
-                self.session.system_prompt or "" if self.session else self.system_prompt or "",
+                session.system_prompt or "" if session else self.app.system_prompt or "",
                 multiline=True,
                 hint="Applies to the rest of this conversation and to new ones; empty: none.",
             ),
             chosen,
         )
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("New chat", "Start a new conversation (Ctrl+N)", self.action_new_chat)
+    def system_commands(self) -> Iterator[SystemCommand]:
+        """The palette's entries for the chat, after Textual's own."""
+        app = self.app
+        yield SystemCommand("New chat", "Start a new conversation (Ctrl+N)", app.action_new_chat)
         yield SystemCommand(
-            "Switch model", f"Load another model (now: {self.model_spec})", self.action_pick_model
+            "Switch model", f"Load another model (now: {app.model_spec})", app.action_pick_model
         )
         yield SystemCommand(
-            "Edit system prompt", "Change what the model is told", self.action_edit_system_prompt
+            "Edit system prompt", "Change what the model is told", app.action_edit_system_prompt
         )
-        strict = "off" if self.params.strict_format else "on"
+        strict = "off" if app.params.strict_format else "on"
         yield SystemCommand(
             f"Turn strict format {strict}",
             "Constrain replies to <thinking>…</thinking><output>…</output>",
-            lambda: self.set_strict_format(not self.params.strict_format),
+            lambda: self.set_strict_format(not app.params.strict_format),
         )
-        showing = not self.chat.has_class("-hide-reasoning")
+        showing = not app.chat.has_class("-hide-reasoning")
         yield SystemCommand(
             "Hide reasoning" if showing else "Show reasoning",
             "Show or hide the thinking panels",
             lambda: self.set_show_reasoning(not showing),
         )
-        keep = self.keep_thinking_open
+        keep = app.keep_thinking_open
         yield SystemCommand(
             "Fold thinking when the answer starts"
             if keep
@@ -164,20 +185,20 @@ class CommandsMixin:
             "What the thinking panel does when the answer begins",
             lambda: self.set_keep_thinking_open(not keep),
         )
-        yield SystemCommand("Expand or fold all thinking", "Ctrl+T", self.action_toggle_thinking)
+        yield SystemCommand("Expand or fold all thinking", "Ctrl+T", app.action_toggle_thinking)
         yield SystemCommand(
             "Export conversation as Markdown",
             "To a new .md file in the current folder (thinking in <details>)",
-            lambda: self.export("md"),
+            lambda: app.conversations.export("md"),
         )
         yield SystemCommand(
             "Export conversation as JSON",
             "To a new .json file in the current folder",
-            lambda: self.export("json"),
+            lambda: app.conversations.export("json"),
         )
-        yield SystemCommand("Copy last answer", "Ctrl+O", self.action_copy_answer)
-        yield SystemCommand("Regenerate last reply", "Ctrl+R", self.action_regenerate)
-        yield SystemCommand("Help", "Keys and / commands (F1)", self.action_help)
+        yield SystemCommand("Copy last answer", "Ctrl+O", app.action_copy_answer)
+        yield SystemCommand("Regenerate last reply", "Ctrl+R", app.action_regenerate)
+        yield SystemCommand("Help", "Keys and / commands (F1)", app.action_help)
 
 
 def _on_off(arg: str, default: bool) -> bool:
