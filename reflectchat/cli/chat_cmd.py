@@ -6,12 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from reflectchat.cli.errors import CliError
-
-EXIT_USAGE = 2
+from reflectchat.core.errors import ReflectchatError, UsageError
 
 
-def add_chat_parser(commands: Any, parser_class: type, add_model_options: Any) -> None:
+def add_chat_parser(commands: Any, add_model_options: Any) -> None:
     """`add_model_options` is main's: chat and ask take the same model flags, checked alike."""
     chat = commands.add_parser(
         "chat",
@@ -28,35 +26,39 @@ def add_chat_parser(commands: Any, parser_class: type, add_model_options: Any) -
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    from reflectchat.cli.ask import apply_config
+    from reflectchat.cli.options import apply_config, session_options
 
     theme = apply_config(args).get("theme")
-    args.remote_endpoint = _remote_endpoint(args) if args.endpoint else None
+    options = session_options(args)
+    if options.endpoint is not None:
+        options.endpoint = _name_the_model(options.endpoint)
+        options.model = options.endpoint.model
     store, store_error = _open_history(args)
     try:
         from reflectchat.tui.launch import run_chat as run_app
 
-        return run_app(args, theme=theme, store=store, store_error=store_error)
+        return run_app(
+            options,
+            keep_thinking_open=bool(args.keep_thinking_open),
+            show_reasoning=args.reasoning != "hide",
+            theme=theme,
+            store=store,
+            store_error=store_error,
+        )
     finally:
         if store is not None:
             store.close()
 
 
-def _remote_endpoint(args: argparse.Namespace) -> Any:
+def _name_the_model(endpoint: Any) -> Any:
     """The endpoint, with the model to use named (the server's first, if none was given)."""
     import dataclasses
 
-    from reflectchat.cli.ask import endpoint_from
-    from reflectchat.core.engine.remote import RemoteBackend, RemoteError
+    from reflectchat.core.engine.remote import RemoteBackend
 
-    endpoint = endpoint_from(args)
     if endpoint.model is None:
-        try:
-            name = RemoteBackend(endpoint, retries=1).resolve_model_name()
-        except RemoteError as exc:
-            raise CliError(str(exc)) from exc
+        name = RemoteBackend(endpoint, retries=1).resolve_model_name()
         endpoint = dataclasses.replace(endpoint, model=name)
-    args.model = endpoint.model
     return endpoint
 
 
@@ -68,28 +70,25 @@ def _open_history(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     if args.no_save:
         if args.conversation is not None or args.continue_last:
-            raise CliError("--no-save cannot be combined with --conversation/--continue", 2)
+            raise UsageError("--no-save cannot be combined with --conversation/--continue")
         return None, None
     try:
         store = Store()
     except StoreError as exc:
         if args.conversation is not None or args.continue_last:
-            raise CliError(str(exc)) from exc
+            raise
         return None, str(exc)
     try:
         if args.conversation is not None:
             store.get_conversation(args.conversation)
         elif args.continue_last and store.latest_conversation_id() is None:
-            raise CliError(
-                "there is no conversation to continue yet; start one with: reflectchat chat", 2
+            raise UsageError(
+                "there is no conversation to continue yet; start one with: reflectchat chat"
             )
     except ConversationNotFound as exc:
         store.close()
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    except StoreError as exc:
-        store.close()
-        raise CliError(str(exc)) from exc
-    except CliError:
+        raise UsageError(str(exc)) from exc
+    except ReflectchatError:  # StoreError and the above: the message says it all
         store.close()
         raise
     return store, None

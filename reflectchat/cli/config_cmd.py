@@ -9,7 +9,6 @@ import subprocess
 import sys
 from typing import Any
 
-from reflectchat.cli.errors import CliError
 from reflectchat.core.config import (
     SETTINGS,
     ConfigError,
@@ -18,8 +17,7 @@ from reflectchat.core.config import (
     read_file,
     template,
 )
-
-EXIT_USAGE = 2
+from reflectchat.core.errors import ReflectchatError, UsageError
 
 
 def add_config_parser(commands: Any, parser_class: type) -> None:
@@ -42,10 +40,7 @@ def run_config(args: argparse.Namespace) -> int:
         print(path)
         return 0
     if action == "show":
-        try:
-            file_values, env_values = read_file(path), read_env()
-        except ConfigError as exc:
-            raise CliError(str(exc), EXIT_USAGE) from exc
+        file_values, env_values = read_file(path), read_env()  # ConfigError: a usage error
         print(f"# {path}" + ("" if path.exists() else " (not created yet)"))
         for key in SETTINGS:
             if key in env_values:
@@ -55,7 +50,7 @@ def run_config(args: argparse.Namespace) -> int:
         return 0
     if action == "edit":
         return _edit(path)
-    raise CliError("say what to do: reflectchat config path|show|edit", EXIT_USAGE)
+    raise UsageError("say what to do: reflectchat config path|show|edit")
 
 
 def _edit(path: Any) -> int:
@@ -65,11 +60,13 @@ def _edit(path: Any) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(template(), encoding="utf-8")
         except OSError as exc:
-            raise CliError(f"cannot create {path}: {exc.strerror}") from exc
+            raise ReflectchatError(f"cannot create {path}: {exc.strerror}") from exc
     try:
         subprocess.run([*shlex.split(editor), str(path)], check=False)
     except OSError as exc:
-        raise CliError(f"cannot start the editor '{editor}' ({exc.strerror}); set $EDITOR") from exc
+        raise ReflectchatError(
+            f"cannot start the editor '{editor}' ({exc.strerror}); set $EDITOR"
+        ) from exc
     try:
         read_file(path)
     except ConfigError as exc:  # tell them now, not at the next ask

@@ -6,13 +6,16 @@ import signal
 import sys
 import traceback
 
+from reflectchat.core.errors import EXIT_FAILURE, ReflectchatError, signal_exit_code
 from reflectchat.core.reply.sanitize import strip_controls
 
 
-class CliError(Exception):
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+class CliError(ReflectchatError):
+    """The command line's older spelling of ReflectchatError(message, exit_code=…), kept for
+    the commands not yet raising the core's errors directly."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message, exit_code=exit_code)
 
 
 class SignalExit(KeyboardInterrupt):
@@ -21,7 +24,7 @@ class SignalExit(KeyboardInterrupt):
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
-        self.exit_code = 128 + signum
+        self.exit_code = signal_exit_code(signum)
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
 

@@ -14,16 +14,18 @@ from typing import NoReturn
 from reflectchat import __version__
 from reflectchat.cli.chat_cmd import add_chat_parser
 from reflectchat.cli.config_cmd import add_config_parser
-from reflectchat.cli.errors import CliError, SignalExit, report_error
+from reflectchat.cli.errors import SignalExit, report_error
 from reflectchat.cli.history import add_history_parser
 from reflectchat.cli.limits import gpu_layers_flag, number_flag, whole_number_flag
 from reflectchat.cli.models import add_models_parser
 from reflectchat.cli.tools import add_tool_parsers
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from reflectchat.core.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ReflectchatError,
+)
 
 
 def _conversation_id(text: str) -> int:
@@ -144,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(ask)
     ask.add_argument("--json", action="store_true", help="print one JSON object with everything")
 
-    add_chat_parser(commands, _Parser, add_model_options)
+    add_chat_parser(commands, add_model_options)
     add_history_parser(commands, _Parser)
     add_models_parser(commands, _Parser)
     add_config_parser(commands, _Parser)
@@ -179,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _dispatch(args)
         if code is not None:
             return code
-    except CliError as exc:
+    except ReflectchatError as exc:  # the one place errors become exit codes
         report_error(str(exc), debug=args.debug)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # also a second SIGTERM/SIGHUP (SignalExit)

@@ -7,10 +7,9 @@ import sys
 from typing import Any
 
 from reflectchat.cli.errors import CliError
-from reflectchat.cli.jsonout import to_json
+from reflectchat.core.chat.export import to_json
+from reflectchat.core.errors import EXIT_USAGE
 from reflectchat.core.units import format_bytes
-
-EXIT_USAGE = 2
 
 
 def _gb(n: int | None) -> str:
@@ -86,7 +85,7 @@ def run_default(args: argparse.Namespace) -> int:
 
 
 def run_endpoint_list(args: argparse.Namespace) -> int:
-    from reflectchat.cli.ask import endpoint_from
+    from reflectchat.cli.options import endpoint_from
     from reflectchat.core.config import ConfigError, load_config
     from reflectchat.core.engine.remote import RemoteBackend, RemoteError
 

@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from reflectchat.cli.errors import CliError
-from reflectchat.cli.jsonout import to_json
+from reflectchat.cli.tables import Column, print_table
+from reflectchat.core.chat.export import to_json
+from reflectchat.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from reflectchat.core.models.hub import HubError, PullPlan
 from reflectchat.core.models.naming import guess_quant
 from reflectchat.core.reply.sanitize import strip_controls
 from reflectchat.core.units import format_bytes
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 SPEC_HELP = (
     "a catalog alias[:QUANT] (reflection-70b:q4_k_m), owner/repo:QUANT, "
@@ -200,7 +197,7 @@ def _list(args: argparse.Namespace) -> int:
         [f["name"], f["quant"] or "", "-", size(f["size_bytes"]), f["source"], f["path"]]
         for f in found
     ]
-    _table(["model", "quant", "size", "on disk", "source", "path"], rows)
+    print_table(LIST_COLUMNS, rows, row_style=_dim_if_not_on_disk)
     return EXIT_OK
 
 
@@ -208,29 +205,18 @@ def _size_text(n: int | None) -> str:
     return format_bytes(n) if n is not None else "-"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    rows = [[" ".join(strip_controls(cell).split()) for cell in row] for row in rows]
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
+LIST_COLUMNS = [
+    Column("model", overflow="fold"),
+    Column("quant", overflow="fold"),
+    Column("size", overflow="fold", right=True),
+    Column("on disk", overflow="fold", right=True),
+    Column("source", overflow="fold"),
+    Column("path", wrap=True),
+]
 
-        table = Table(box=None, header_style="bold")
-        for name in header:
-            right = name in ("size", "on disk")
-            table.add_column(
-                name,
-                overflow="ellipsis" if name == "path" else "fold",
-                no_wrap=name != "path",
-                justify="right" if right else "left",
-            )
-        for row in rows:
-            style = "dim" if row[3] == "-" else None
-            table.add_row(*row, style=style)
-        Console(markup=False, highlight=False, emoji=False).print(table)
-        return
-    print("\t".join(header))
-    for row in rows:
-        print("\t".join(row))
+
+def _dim_if_not_on_disk(row: list[str]) -> str | None:
+    return "dim" if row[3] == "-" else None
 
 
 # --- pull -----------------------------------------------------------------------------------------

@@ -6,12 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from reflectchat.cli.errors import CliError
-from reflectchat.cli.jsonout import to_json
 from reflectchat.cli.limits import gpu_layers_flag, whole_number_flag
+from reflectchat.core.chat.export import to_json
 from reflectchat.core.units import format_bytes
-
-EXIT_USAGE = 2
 
 
 def add_tool_parsers(commands: Any) -> None:
@@ -80,25 +77,17 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from reflectchat.core.engine.llama import LlamaBackend, LoadOptions, ModelLoadError
-    from reflectchat.core.host.bench import run_bench as bench
-    from reflectchat.core.models.fit import ModelTooBigError
-    from reflectchat.core.models.gguf import GGUFError
-    from reflectchat.core.models.resolve import ModelNotFoundError, resolve_model
+    import dataclasses
 
-    try:
-        model = resolve_model(args.model)
-        backend = LlamaBackend(
-            model,
-            LoadOptions(
-                n_ctx=max(args.pp, args.tg) + 16,
-                n_threads=args.threads,
-                gpu_layers=args.gpu_layers,
-                force=args.force,
-            ),
-        )
-    except (ModelNotFoundError, GGUFError, ModelLoadError, ModelTooBigError, ValueError) as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
+    from reflectchat.cli.options import session_options
+    from reflectchat.core.chat.setup import load_local
+    from reflectchat.core.host.bench import run_bench as bench
+    from reflectchat.core.models.resolve import resolve_model
+
+    # Only as much context as one test needs; no seed (sampling is not what is measured).
+    options = dataclasses.replace(session_options(args), n_ctx=max(args.pp, args.tg) + 16)
+    model = resolve_model(options.model)
+    backend: Any = load_local(model, options)  # ModelError, UsageError: exit 2, one line
     info = backend.describe()
     results = bench(backend, pp=args.pp, tg=args.tg, repetitions=args.repetitions)
     size = sum(h.file_size for h in backend.parts)

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 from reflectchat.cli.errors import CliError
-from reflectchat.cli.jsonout import to_json
+from reflectchat.core.chat.export import to_json
+from reflectchat.core.errors import EXIT_USAGE
 from reflectchat.core.reply.stream import result_from_text
 from reflectchat.core.units import MiB, format_bytes
 
-EXIT_USAGE = 2
 # Text to view is a reply, not a disk image: a bound keeps `view /dev/zero` from eating memory.
 MAX_INPUT_BYTES = 16 * MiB
 _LIMIT = format_bytes(MAX_INPUT_BYTES, "MiB", digits=0)  # "16 MiB"

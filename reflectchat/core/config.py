@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reflectchat.core.errors import UsageError
 from reflectchat.core.paths import config_dir
 
 if sys.version_info >= (3, 11):
@@ -23,7 +24,7 @@ else:  # pragma: no cover
 CONFIG_FILENAME = "config.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """One line: the file (or variable), the key, its line and what is wrong."""
 
 

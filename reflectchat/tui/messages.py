@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
-from reflectchat.cli.render import footer
+from reflectchat.core.reply.footer import footer_text
 from reflectchat.core.reply.sanitize import strip_controls
 from reflectchat.core.reply.sections import ParsedReply, SectionEvent
 from reflectchat.core.reply.stream import ReplyResult
@@ -303,6 +303,11 @@ class AssistantMessage(Vertical):
     def parts(self) -> list[StreamedText]:
         """The reasoning parts in order, then the answer."""
         return [*self.query(StreamedText)]
+
+
+def footer(result: ReplyResult) -> Content:
+    """The reply's footer line, dimmed (the words are the CLI's: `footer_text`)."""
+    return Content.styled(footer_text(result), "dim")
 
 
 def _answer_text(parsed: ParsedReply) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from typing import TYPE_CHECKING, cast
 
 from markdown_it import MarkdownIt
 from textual import events
@@ -31,8 +32,11 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Markdown
 
-from reflectchat.cli.render import cap_nesting, split_complete_blocks
+from reflectchat.core.reply.blocks import cap_nesting, split_complete_blocks
 from reflectchat.core.reply.sanitize import ControlStripper, strip_controls
+
+if TYPE_CHECKING:
+    from textual.css.styles import RulesMap
 
 # Columns' worth of quotes and lists the chat app nests (about 12 quotes or 16 lists) before
 # leaving deeper markers as text: markdown-it would drop the rest of the block past 20 levels.
@@ -171,7 +175,10 @@ class TailText(Widget):
         if not self.display:
             self.display = True
         width = self._width
-        height = self._content.get_height(self.styles, width) if width else -1
+        # A widget's styles are the rules Textual means here (its own widgets pass them too);
+        # only its annotation says RulesMap.
+        rules = cast("RulesMap", self.styles)
+        height = self._content.get_height(rules, width) if width else -1
         if height == self._height and height > 0:
             # Same size: repaint our own area only. (A plain refresh() asks for `size`, which
             # after any scroll makes the compositor re-map every widget on screen.)

@@ -16,12 +16,7 @@ import pytest
 from rich.console import Console
 
 from reflectchat.cli.plain import write_plain
-from reflectchat.cli.render import (
-    BlockSplitter,
-    TerminalRenderer,
-    render_parsed,
-    split_complete_blocks,
-)
+from reflectchat.cli.render import TerminalRenderer, render_parsed
 from reflectchat.core.engine.base import CancelToken, GenerationParams, Message
 from reflectchat.core.reply.stream import ReplyStream, result_from_text
 from reflectchat.testing.scripted_backend import ScriptedBackend
@@ -125,15 +120,6 @@ def test_footer_reports_tokens_and_reason() -> None:
     assert "stop" in text
 
 
-def test_split_complete_blocks_respects_code_fences() -> None:
-    md = "para one\n\n```\ncode\n\nstill code\n"
-    done, rest = split_complete_blocks(md)
-    assert done == "para one\n\n"
-    assert rest == "```\ncode\n\nstill code\n"
-    done, rest = split_complete_blocks(md + "```\n\nafter")
-    assert rest == "after"
-
-
 def test_reply_stream_result_and_cancel() -> None:
     cancel = CancelToken()
     backend = ScriptedBackend([list(REPLY)])
@@ -215,14 +201,6 @@ def test_deep_nesting_shows_every_word(markdown: str, words: list[str]) -> None:
     assert words_in_order(out.getvalue(), words), out.getvalue()  # `view`
     for chunk in (None, 3):  # `ask`, whole and streamed
         assert words_in_order(render(markdown, chunk), words)
-
-
-def test_block_splitter_streamed_matches_whole() -> None:
-    text = REPLY + "\n\n" + DEEP_QUOTE + "```\ncode\n\nmore\n```\n\ntail para"
-    for size in (1, 2, 5, 13):
-        splitter = BlockSplitter()
-        done = "".join(splitter.feed(text[i : i + size]) for i in range(0, len(text), size))
-        assert (done, splitter.pending) == split_complete_blocks(text)
 
 
 def run_ask_on_pty(tokens: list[str], tmp_path: Path, rows: int = 30) -> tuple[int, str]:

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reflectchat.cli.jsonout import to_json
+from reflectchat.core.chat.export import to_json
 from reflectchat.core.chat.store import DB_FILENAME, Store
 from reflectchat.core.reply.sanitize import ControlStripper, escape_controls, strip_controls
 from tests.conftest import cli, run_env

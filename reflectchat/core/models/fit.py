@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reflectchat.core.errors import ModelError
 from reflectchat.core.host.machine import GpuDevice
 from reflectchat.core.models.gguf import GGUFHeader
 from reflectchat.core.models.resolve import CatalogEntry, load_catalog
@@ -19,7 +20,7 @@ N_UBATCH = 512  # llama.cpp's default micro-batch: its logits buffer is the comp
 GPU_MARGIN = 512 * 1024 * 1024  # drivers, fragmentation: never plan to fill a GPU to the byte
 
 
-class ModelTooBigError(Exception):
+class ModelTooBigError(ModelError):
     """The model can't fit; the message has the numbers and a concrete suggestion."""
 
 

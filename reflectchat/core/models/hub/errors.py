@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NoReturn
 
+from reflectchat.core.errors import NetworkError
 from reflectchat.core.models.hub.settings import has_token, hub_endpoint, import_huggingface_hub
 
 if TYPE_CHECKING:
     from reflectchat.core.models.hub.plan import Target
 
 
-class HubError(Exception):
+class HubError(NetworkError):
     """A download problem, as one line that says what to do.
 
     ``kind``: spec (a spec that cannot be pulled), not_found (no such repo/file/quantization),
