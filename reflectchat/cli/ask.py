@@ -15,6 +15,14 @@ from typing import Any
 
 from reflectchat.cli.errors import SignalExit
 from reflectchat.cli.options import apply_config, check_utf8, not_utf8, session_options
+from reflectchat.core.chat.attachments import (
+    MAX_ATTACHMENT_BYTES,
+    STDIN_NAME,
+    Attachment,
+    decode_text,
+    read_attachments,
+    stdin_is_data,
+)
 from reflectchat.core.chat.export import to_json
 from reflectchat.core.chat.session import ChatSession
 from reflectchat.core.chat.setup import SessionOptions, load_local, load_remote, open_session
@@ -31,8 +39,13 @@ from reflectchat.core.models.resolve import ResolvedModel, entry_for_file, resol
 from reflectchat.core.reply.stream import ReplyResult
 
 
-def read_prompt(args: argparse.Namespace) -> str:
+def read_prompt(args: argparse.Namespace) -> tuple[str, tuple[Attachment, ...]]:
+    """The prompt, and what joins it: text piped in along with a prompt (`cat f | ask "…"`),
+    then each --attach FILE, in order. Files are checked before stdin is read, so a typo in
+    a path fails at once."""
+    files = read_attachments(args.attach or ())
     prompt = args.prompt
+    piped: list[Attachment] = []
     if prompt is None and (sys.stdin is None or sys.stdin.isatty()):
         raise UsageError('no prompt given: reflectchat ask "PROMPT" (or pipe it in)')
     if prompt is None or prompt == "-":
@@ -40,10 +53,37 @@ def read_prompt(args: argparse.Namespace) -> str:
             prompt = sys.stdin.read()
         except UnicodeDecodeError as exc:
             raise UsageError(not_utf8("the prompt", exc.object[exc.start])) from None
+    elif sys.stdin is not None and stdin_is_data(_fileno(sys.stdin)):
+        # Only a pipe or a file: a terminal or /dev/null is never waited on.
+        text = _read_stdin()
+        if text.strip():
+            piped.append(Attachment(STDIN_NAME, text))
     check_utf8(prompt, "the prompt")
     if not prompt.strip():
         raise UsageError("the prompt is empty: give some text to answer")
-    return prompt
+    return prompt, (*piped, *files)
+
+
+def _fileno(stream: Any) -> int:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by a test or a library
+        return -1
+
+
+def _read_stdin() -> str:
+    """Piped text, bounded and checked like an attached file."""
+    where = "cannot add the piped text"
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return str(sys.stdin.read())
+    data = buffer.read(MAX_ATTACHMENT_BYTES + 1)
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise UsageError(
+            f"{where}: it is more than {MAX_ATTACHMENT_BYTES >> 20} MiB; an attachment can be "
+            f"at most {MAX_ATTACHMENT_BYTES >> 20} MiB"
+        )
+    return decode_text(data, where)
 
 
 def load_backend(args: argparse.Namespace, options: SessionOptions, model: ResolvedModel) -> Any:
@@ -119,7 +159,7 @@ def _drop_terminal() -> None:
 
 def run_ask(args: argparse.Namespace) -> int:
     apply_config(args)
-    prompt = read_prompt(args)
+    prompt, attachments = read_prompt(args)
     options = session_options(args)
     store, stored = _open_history(args)
     on_terminal = sys.stdout.isatty() and not args.json
@@ -156,14 +196,21 @@ def run_ask(args: argparse.Namespace) -> int:
     # From before the user's message is stored: a TERM from here on keeps the exchange whole.
     with cancel_on_signals(cancel) as stopped:
         return _stream_reply(
-            args, session, prompt, cancel, stopped, backend, on_terminal, show_reasoning
+            args,
+            session,
+            (prompt, attachments),
+            cancel,
+            stopped,
+            backend,
+            on_terminal,
+            show_reasoning,
         )
 
 
 def _stream_reply(
     args: argparse.Namespace,
     session: ChatSession,
-    prompt: str,
+    message: tuple[str, tuple[Attachment, ...]],
     cancel: CancelToken,
     stopped: StopSignal,
     backend: Any,
@@ -171,7 +218,7 @@ def _stream_reply(
     show_reasoning: bool,
 ) -> int:
     try:
-        stream = session.send(prompt, cancel)
+        stream = session.send(message[0], cancel, message[1])
     except StoreError as exc:
         raise ReflectchatError(f"{exc} (or run with --no-save)") from exc
     plan = session.last_plan

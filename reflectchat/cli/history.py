@@ -96,6 +96,15 @@ def _show(store: Store, args: argparse.Namespace) -> int:
         if message.role == "user":
             console.print()
             console.print(Text("› " + strip_controls(message.content), style="bold cyan"))
+            for a in message.attachments:  # folded: the export has them whole
+                lines = a.text.count("\n") + (not a.text.endswith("\n"))
+                console.print(
+                    Text(
+                        f"  + {strip_controls(a.name)} ({lines:,} lines, {len(a.text):,}"
+                        f" characters; history export {s.id} has it)",
+                        style="dim",
+                    )
+                )
             continue
         console.print()
         render_parsed(console, parse(message.content), show_reasoning=show)

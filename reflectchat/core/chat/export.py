@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+from reflectchat.core.chat.attachments import attachment_block
 from reflectchat.core.chat.store import Conversation, ConversationSummary
 from reflectchat.core.reply.sanitize import escape_controls
 from reflectchat.core.reply.sections import parse
@@ -50,6 +51,8 @@ def to_dict(conversation: Conversation) -> dict[str, Any]:
     messages = []
     for m in conversation.messages:
         item: dict[str, Any] = {"role": m.role, "content": m.content, "created_at": m.created_at}
+        if m.attachments:
+            item["attachments"] = [a.to_dict() for a in m.attachments]
         if m.role == "assistant":
             parsed = parse(m.content).to_dict()
             item.update(
@@ -85,6 +88,11 @@ def to_markdown(conversation: Conversation, *, details: bool = True) -> str:
     for m in conversation.messages:
         if m.role == "user":
             out.append(f"## You\n\n{m.content.strip()}\n")
+            for a in m.attachments:  # folded, as the chat app shows them
+                out.append(
+                    f"<details><summary>Attached: {a.name}</summary>\n\n"
+                    f"{attachment_block(a)}\n\n</details>\n"
+                )
             continue
         parsed = parse(m.content)
         out.append("## Assistant\n")

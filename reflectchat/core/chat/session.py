@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 from typing import Any, Protocol, TypeGuard
 
+from reflectchat.core.chat.attachments import Attachment, describe, with_attachments
 from reflectchat.core.chat.store import Store
 from reflectchat.core.engine.base import (
     Backend,
@@ -46,6 +47,7 @@ class HistoryTurn:
     content: str  # the user's words, or the assistant's raw text
     answer: str | None = None  # the assistant's final answer
     message_id: int | None = None  # the stored message, when there is one
+    attachments: tuple[Attachment, ...] = ()  # files and piped text sent with a user message
 
 
 @dataclass
@@ -85,7 +87,9 @@ class ChatSession:
         """Continue a stored conversation (its system prompt unless one is given)."""
         stored = store.get_conversation(conversation_id)
         kwargs.setdefault("system_prompt", stored.system_prompt)
-        history = [HistoryTurn(m.role, m.content, m.answer, m.id) for m in stored.messages]
+        history = [
+            HistoryTurn(m.role, m.content, m.answer, m.id, m.attachments) for m in stored.messages
+        ]
         return cls(
             backend, params, store=store, conversation_id=conversation_id, history=history, **kwargs
         )
@@ -105,14 +109,14 @@ class ChatSession:
 
     def _turn_message(self, turn: HistoryTurn) -> Message | None:
         if turn.role == "user":
-            return Message("user", turn.content)
+            return Message("user", with_attachments(turn.content, turn.attachments))
         text = turn.content if self.keep_reasoning else (turn.answer or "")
         # a reply cancelled before its answer adds nothing to go on
         return Message("assistant", text) if text.strip() else None
 
-    def plan(self, user_text: str) -> TurnPlan:
+    def plan(self, user_text: str, attachments: tuple[Attachment, ...] = ()) -> TurnPlan:
         """The messages to send: as much history as fits with the new message and the reply."""
-        turns = [*self.history, HistoryTurn("user", user_text)]
+        turns = [*self.history, HistoryTurn("user", user_text, attachments=attachments)]
         counter: TokenCounter | None = self.backend if _counts(self.backend) else None
         if counter is None:
             return TurnPlan(self.model_messages(turns), 0, 0)
@@ -141,10 +145,13 @@ class ChatSession:
             if tokens <= budget:
                 return TurnPlan(messages, dropped, tokens)
             if dropped == last:
+                what, fix = "the message", "shorten the message"
+                if attachments:  # the usual cause of a message this big: say which files
+                    what, fix = f"the message with its {describe(attachments)}", "attach less"
                 raise ContextOverflowError(
-                    f"the message needs {tokens} tokens of prompt plus {self.params.max_tokens} "
-                    f"for the reply, but the context holds {counter.n_ctx}; shorten the "
-                    "message, lower --max-tokens or raise --ctx"
+                    f"{what} needs {tokens} tokens of prompt plus {self.params.max_tokens} "
+                    f"for the reply, but the context holds {counter.n_ctx}; {fix}, "
+                    "lower --max-tokens or raise --ctx"
                 )
             # The estimate was short: drop at least one more turn, enough (by estimate) to
             # cover what was over.
@@ -198,14 +205,21 @@ class ChatSession:
         if not self.history:
             raise ValueError("nothing to regenerate: the conversation has no message yet")
         turn = self.history.pop()
-        plan = self.plan(turn.content)
+        plan = self.plan(turn.content, turn.attachments)
         self.history.append(turn)
         return self._reply(plan, cancel)
 
-    def send(self, user_text: str, cancel: CancelToken | None = None) -> ReplyStream:
-        """Commit the user's message, then return the reply stream; iterating it generates, and
-        when it ends (finished, cancelled or abandoned) the reply is stored."""
-        plan = self.plan(user_text)  # raises before anything is stored if it can't fit
+    def send(
+        self,
+        user_text: str,
+        cancel: CancelToken | None = None,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> ReplyStream:
+        """Commit the user's message (with its attachments), then return the reply stream;
+        iterating it generates, and when it ends (finished, cancelled or abandoned) the reply
+        is stored."""
+        attachments = tuple(attachments)
+        plan = self.plan(user_text, attachments)  # raises before anything is stored if too big
         message_id = None
         if self.store is not None:
             if self.conversation_id is None:
@@ -214,8 +228,10 @@ class ChatSession:
                     model=self.model_spec,
                     system_prompt=self.system_prompt,
                 )
-            message_id = self.store.add_message(self.conversation_id, "user", user_text).id
-        self.history.append(HistoryTurn("user", user_text, message_id=message_id))
+            message_id = self.store.add_message(
+                self.conversation_id, "user", user_text, attachments=attachments
+            ).id
+        self.history.append(HistoryTurn("user", user_text, None, message_id, attachments))
         return self._reply(plan, cancel)
 
     def _reply(self, plan: TurnPlan, cancel: CancelToken | None) -> ReplyStream:
@@ -250,4 +266,3 @@ class ChatSession:
 
 def _counts(backend: object) -> TypeGuard[TokenCounter]:
     return hasattr(backend, "count_prompt_tokens") and hasattr(backend, "n_ctx")
-

@@ -26,12 +26,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
+from reflectchat.core.chat.attachments import Attachment
 from reflectchat.core.chat.store_errors import (
     SQLITE_BUSY,
     SQLITE_FULL,
@@ -53,6 +54,7 @@ from reflectchat.core.chat.store_rows import (
 )
 from reflectchat.core.chat.store_schema import (
     APPLICATION_ID,
+    ATTACHMENTS_VERSION,
     MESSAGE_COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -231,6 +233,7 @@ class Store:
         finish_reason: str | None = None,
         stats: dict | None = None,
         reply_to: int | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> StoredMessage:
         """Append one message; it is committed (durable against crashes) when this returns.
 
@@ -243,6 +246,7 @@ class Store:
         if reply_to is not None and not _ID_MIN <= reply_to <= _ID_MAX:
             reply_to = None
         encoded = (to_json(sections), to_json(params), to_json(stats))
+        attached = to_json([a.to_dict() for a in attachments]) if attachments else None
 
         def insert(conn: sqlite3.Connection) -> StoredMessage:
             now = time.time()
@@ -271,12 +275,12 @@ class Store:
                     turn = asked[0]
             row = (
                 conversation_id, seq, role, content, encoded[0], answer, model, encoded[1],
-                finish_reason, encoded[2], now, turn,
+                finish_reason, encoded[2], now, turn, attached,
             )  # fmt: skip
             cur = conn.execute(
                 "INSERT INTO messages (conversation_id, seq, role, content, sections, answer,"
-                " model, params, finish_reason, stats, created_at, turn)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model, params, finish_reason, stats, created_at, turn, attachments)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             return message_from_row((cur.lastrowid, *row))
@@ -349,6 +353,8 @@ class Store:
         read is left out (named in `damaged`) instead of failing the conversation."""
         _check_id(conversation_id)
         has_turns = self._version >= TURN_VERSION
+        # A file not yet migrated (reads never migrate) has no attachments column: none.
+        attached = "attachments" if self._version >= ATTACHMENTS_VERSION else "NULL"
 
         def read(conn: sqlite3.Connection) -> Conversation:
             row = conn.execute(
@@ -358,7 +364,8 @@ class Store:
             if row is None:
                 raise ConversationNotFound(conversation_id)
             rows = conn.execute(
-                f"SELECT {MESSAGE_COLUMNS}, {'turn' if has_turns else '0'} FROM messages"
+                f"SELECT {MESSAGE_COLUMNS}, {'turn' if has_turns else '0'}, {attached}"
+                " FROM messages"
                 f" WHERE conversation_id = ? ORDER BY {'turn, seq' if has_turns else 'seq'}",
                 (conversation_id,),
             ).fetchall()

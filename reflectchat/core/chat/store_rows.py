@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reflectchat.core.chat.attachments import Attachment
+
 
 @dataclass(frozen=True)
 class StoredMessage:
@@ -24,6 +26,8 @@ class StoredMessage:
     stats: dict | None
     created_at: float  # unix time
     turn: int = 0  # the user message's turn; its replies share it (0: replies before any)
+    # Files and piped text sent with a user message: [{"name", "text"}] (schema v3).
+    attachments: tuple[Attachment, ...] = ()
     # Fields whose stored value could not be read (left None/empty rather than failing the
     # whole conversation); `content` is what a renderer falls back on.
     damaged: tuple[str, ...] = ()
@@ -57,7 +61,7 @@ def decode_text(data: bytes) -> str:
 _MISSING = object()
 
 
-def _json_cell(value: Any, kind: type) -> Any:
+def _json_cell(value: Any, kind: type, *, any_items: bool = False) -> Any:
     """A JSON column's value, `_MISSING` when it is not valid JSON of the expected kind."""
     if value is None:
         return None
@@ -69,7 +73,9 @@ def _json_cell(value: Any, kind: type) -> Any:
         decoded: Any = json.loads(value)
     except (ValueError, RecursionError):
         return _MISSING
-    if kind is list:  # sections: a list of {"kind": str, ...}
+    if kind is list and any_items:
+        good = isinstance(decoded, list)
+    elif kind is list:  # sections: a list of {"kind": str, ...}
         good = isinstance(decoded, list) and all(
             isinstance(item, dict) and isinstance(item.get("kind"), str) for item in decoded
         )
@@ -94,7 +100,7 @@ def message_from_row(row: Sequence[Any]) -> StoredMessage:
     (
         mid, cid, seq, role, content, sections, answer, model, params, finish, stats, created,
         turn,
-    ) = row  # fmt: skip
+    ) = row[:13]  # fmt: skip
     damaged: list[str] = []
 
     def cell(name: str, value: Any) -> Any:
@@ -122,5 +128,13 @@ def message_from_row(row: Sequence[Any]) -> StoredMessage:
         stats=cell("stats", _json_cell(stats, dict)),
         created_at=when,
         turn=int(turn) if isinstance(turn, int) else 0,
+        attachments=_attachments(cell("attachments", _json_cell(row[13], list, any_items=True)))
+        if len(row) > 13
+        else (),
         damaged=tuple(damaged),
     )
+
+
+def _attachments(records: list | None) -> tuple[Attachment, ...]:
+    found = (Attachment.from_dict(r) for r in records or ())
+    return tuple(a for a in found if a is not None)

@@ -60,9 +60,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX messages_by_turn ON messages (conversation_id, turn, seq)",
     ),
+    (
+        # v3: files and piped text sent with a user message, as a JSON list of
+        # {"name", "text"}, apart from the typed words (shown folded; the prompt is rebuilt).
+        "ALTER TABLE messages ADD COLUMN attachments TEXT",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TURN_VERSION = 2  # the schema version that has messages.turn
+ATTACHMENTS_VERSION = 3  # the schema version that has messages.attachments
 
 SUMMARY_COLUMNS = """
     c.id, c.title, c.model, c.created_at, c.updated_at,

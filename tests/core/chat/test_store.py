@@ -375,8 +375,8 @@ def test_new_empty_file_gets_the_current_schema(db: Path) -> None:
     with Store(db) as s:
         assert s._conn is not None
         assert s._conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    assert SCHEMA_VERSION == 2
-    assert raw(db, "PRAGMA user_version") == [(2,)]
+    assert SCHEMA_VERSION == 3
+    assert raw(db, "PRAGMA user_version") == [(3,)]
     assert raw(db, "PRAGMA application_id") == [(APPLICATION_ID,)]
     names = {n for (n,) in raw(db, "SELECT name FROM sqlite_master")}
     assert {"conversations", "messages", "conversations_by_updated"} <= names
