@@ -49,6 +49,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     system = p.add_mutually_exclusive_group()
     system.add_argument("--system", metavar="TEXT", help="replace the model's system prompt")
     system.add_argument("--no-system", action="store_true", help="send no system prompt")
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a writing preset added to the system prompt: email, essay, summary, proofread, "
+        "explain, or one of yours (reflectchat presets lists them)",
+    )
     p.add_argument("--temperature", type=number_flag("temperature"), metavar="T")
     p.add_argument("--top-p", type=number_flag("top_p"), metavar="P")
     p.add_argument(
@@ -144,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prompt", nargs="?", help="the prompt; '-' or omitted with piped input reads stdin"
     )
     add_model_options(ask)
+    ask.add_argument(
+        "-a",
+        "--attach",
+        action="append",
+        metavar="FILE",
+        help="add a text file to the prompt (repeatable); piped text is added too",
+    )
     ask.add_argument("--json", action="store_true", help="print one JSON object with everything")
 
     add_chat_parser(commands, add_model_options)
@@ -151,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(commands, _Parser)
     add_config_parser(commands, _Parser)
     add_tool_parsers(commands)
+    presets = commands.add_parser(
+        "presets",
+        help="list the writing presets (--preset NAME)",
+        description="List the built-in writing presets and the config file's [presets.NAME].",
+    )
+    presets.add_argument("--json", action="store_true", help="print them as JSON")
 
     view = commands.add_parser(
         "view",
@@ -232,6 +251,10 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from reflectchat.cli.history import run_history
 
         return run_history(args)
+    if args.command == "presets":
+        from reflectchat.cli.presets_cmd import run_presets
+
+        return run_presets(args)
     if args.command == "view":
         from reflectchat.cli.view import run_view
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from reflectchat.core.chat.presets import find_preset
 from reflectchat.core.chat.setup import DEFAULT_MAX_TOKENS, SessionOptions
 from reflectchat.core.chat.store import ConversationNotFound
 from reflectchat.core.config import Config, ConfigError, load_config
@@ -31,8 +32,14 @@ def apply_config(args: argparse.Namespace) -> Config:
     args.ctx = config.get("context", args.ctx)
     args.threads = config.get("threads", args.threads)
     args.max_tokens = config.get("max_tokens", args.max_tokens, DEFAULT_MAX_TOKENS)
-    args.temperature = config.get("temperature", args.temperature)
-    args.top_p = config.get("top_p", args.top_p)
+    # A preset's sampling sits between the flags (and REFLECTCHAT_*) and the config file's.
+    preset_name = getattr(args, "preset", None)
+    args.preset_obj = find_preset(preset_name, config.presets) if preset_name else None
+    for key in ("temperature", "top_p"):
+        flag = getattr(args, key)
+        if flag is None and args.preset_obj is not None:
+            flag = getattr(args.preset_obj, key)
+        setattr(args, key, config.get(key, flag))
     args.reasoning = config.get("reasoning", args.reasoning)
     args.keep_reasoning = bool(config.get("keep_reasoning", args.keep_reasoning, False))
     if args.seed == -1:  # -1 asks for a random seed, as llama.cpp's tools do
@@ -64,6 +71,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         max_tokens=flag("max_tokens", DEFAULT_MAX_TOKENS),
         strict_format=flag("strict_format"),
         keep_reasoning=bool(flag("keep_reasoning", False)),
+        preset=flag("preset_obj"),
         n_ctx=flag("ctx"),
         n_threads=flag("threads"),
         gpu_layers=flag("gpu_layers", "auto"),

@@ -151,8 +151,16 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "endpoint": (_text, "default remote engine: a URL or the name of an [endpoints.NAME] table"),
 }
 ENDPOINT_KEYS = {
-    "url", "model", "api_key_env", "headers", "extra_body", "connect_timeout", "read_timeout"
+    "url",
+    "model",
+    "api_key_env",
+    "headers",
+    "extra_body",
+    "connect_timeout",
+    "read_timeout",
 }
+PRESET_KEYS = ("system", "description", "temperature", "top_p")
+PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # typed after --preset and /preset
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,7 @@ class Config:
     file_values: dict[str, Any]
     env_values: dict[str, Any]
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # [presets.NAME]
 
     def get(self, key: str, flag: Any = None, default: Any = None) -> Any:
         """The effective value: environment, else the command-line flag, else the file."""
@@ -179,7 +188,8 @@ def load_config(path: Path | None = None) -> Config:
     path = path or config_path()
     values = read_file(path)
     endpoints = values.pop("endpoints", {})
-    return Config(path, values, read_env(), endpoints)
+    presets = values.pop("presets", {})
+    return Config(path, values, read_env(), endpoints, presets)
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -199,6 +209,9 @@ def read_file(path: Path) -> dict[str, Any]:
         where = f"{path}" + (f" line {line}" if line else "")
         if key == "endpoints":
             values[key] = _endpoints(value, text, path)
+            continue
+        if key == "presets":
+            values[key] = _presets(value, text, path)
             continue
         if key not in SETTINGS:
             known = ", ".join(SETTINGS)
@@ -243,12 +256,61 @@ def _endpoints(value: object, text: str, path: Path) -> dict[str, dict[str, Any]
             raise ConfigError(f"{here}: 'extra_body' must be a table")
         for key in ("connect_timeout", "read_timeout"):
             seconds = table.get(key, 1)
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
-                0 < seconds < float("inf")
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, float))
+                or not (0 < seconds < float("inf"))
             ):
                 raise ConfigError(f"{here}: '{key}' must be a number of seconds above 0")
         profiles[name] = dict(table, headers=dict(headers))
     return profiles
+
+
+def _presets(value: object, text: str, path: Path) -> dict[str, dict[str, Any]]:
+    """[presets.NAME] tables: system (required: the part added to the system prompt),
+    description, temperature and top_p (within LIMITS, as everywhere)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} [presets]: must be tables like [presets.letter] with a system")
+    presets = {}
+    for name, table in value.items():
+        line = _line_of_table(text, f"presets.{name}")
+        here = f"{path}" + (f" line {line}" if line else "") + f" [presets.{name}]"
+        if not PRESET_NAME.match(name):
+            raise ConfigError(
+                f"{here}: a preset name is letters, digits, '-' and '_' (up to 64), not {name!r}"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f'{here}: must be a table with a system, e.g. system = "…"')
+        unknown = sorted(set(table) - set(PRESET_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{here}: '{unknown[0]}' is not a preset setting (known: {', '.join(PRESET_KEYS)})"
+            )
+        preset: dict[str, Any] = {}
+        checks = {
+            "system": _text,
+            "description": _any_text,
+            "temperature": _in_range("temperature", ranged_number),
+            "top_p": _in_range("top_p", ranged_number),
+        }
+        if "system" not in table:
+            raise ConfigError(
+                f"{here}: 'system' is required: the text added to the system prompt, e.g. "
+                'system = "Task: write a cover letter."'
+            )
+        for key, item in table.items():
+            try:
+                preset[key] = checks[key](item)
+            except ValueError as exc:
+                raise ConfigError(f"{here}: '{key}' must be {exc}, not {item!r}") from None
+        presets[name] = preset
+    return presets
+
+
+def _any_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError("a string")
 
 
 def _line_of_table(text: str, name: str) -> int | None:

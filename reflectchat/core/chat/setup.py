@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reflectchat.core.chat.presets import Preset, with_preset
 from reflectchat.core.chat.prompts import PROMPT_STYLES
 from reflectchat.core.chat.session import ChatSession
 from reflectchat.core.chat.store import Store
@@ -55,6 +56,7 @@ class SessionOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
     strict_format: bool | None = None
     keep_reasoning: bool = False
+    preset: Preset | None = None  # a writing preset: its part follows the system prompt
     # loading a local model
     n_ctx: int | None = None
     n_threads: int | None = None
@@ -68,8 +70,9 @@ class SessionOptions:
 
     @property
     def explicit_system(self) -> bool:
-        """Whether the system prompt was chosen (given or turned off) rather than defaulted."""
-        return self.no_system or self.system is not None
+        """Whether the system prompt was chosen (given, turned off or given a preset) rather
+        than defaulted."""
+        return self.no_system or self.system is not None or self.preset is not None
 
 
 # -- prompt and sampling --------------------------------------------------------------------------
@@ -96,23 +99,31 @@ def default_system_prompt(entry: CatalogEntry | None) -> str | None:
 
 
 def system_prompt(options: SessionOptions, entry: CatalogEntry | None) -> str | None:
-    """--no-system, else --system, else the model's own style."""
+    """--no-system, else --system, else the model's own style; then the preset's part (with
+    --no-system, the preset's part alone)."""
     if options.no_system:
-        return None
-    if options.system is not None:
-        return options.system
-    return default_system_prompt(entry)
+        base = None
+    elif options.system is not None:
+        base = options.system
+    else:
+        base = default_system_prompt(entry)
+    return with_preset(base, options.preset)
 
 
 def generation_params(options: SessionOptions, entry: CatalogEntry | None) -> GenerationParams:
-    """Flags, else the catalog entry, else 0.7 / 0.95."""
+    """Flags, else the preset's, else the catalog entry, else 0.7 / 0.95."""
     strict = options.strict_format
     if strict is None:
         strict = bool(entry and entry.strict_format)
+    preset = options.preset
     temperature = options.temperature
+    if temperature is None and preset is not None:
+        temperature = preset.temperature
     if temperature is None:
         temperature = entry.temperature if entry else DEFAULT_TEMPERATURE
     top_p = options.top_p
+    if top_p is None and preset is not None:
+        top_p = preset.top_p
     if top_p is None:
         top_p = entry.top_p if entry else DEFAULT_TOP_P
     return GenerationParams(
