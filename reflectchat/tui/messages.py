@@ -21,6 +21,7 @@ from reflectchat.core.reply.footer import footer_text
 from reflectchat.core.reply.sanitize import strip_controls
 from reflectchat.core.reply.sections import ParsedReply, SectionEvent
 from reflectchat.core.reply.stream import ReplyResult
+from reflectchat.tui.demo_note import demo_note
 from reflectchat.tui.streamed import StreamedText
 from reflectchat.tui.streaming import merge_text
 
@@ -328,17 +329,6 @@ EXAMPLES = (
     "Alice has 3 brothers and 2 sisters. How many sisters does her brother have?",
 )
 
-DEMO_NOTE = (
-    "This is the demo model, SmolLM2-135M: a smoke test, expect nonsense.\n"
-    "For real reasoning, get Reflection-Llama-3.1-70B (Q4_K_M, 43 GB):\n"
-    "huggingface-cli download \\\n"
-    "  bartowski/Reflection-Llama-3.1-70B-GGUF \\\n"
-    "  Reflection-Llama-3.1-70B-Q4_K_M.gguf --local-dir ~/models\n"
-    "reflectchat chat -m \\\n"
-    "  ~/models/Reflection-Llama-3.1-70B-Q4_K_M.gguf"
-)
-
-
 class ExamplePrompt(Static, can_focus=True):
     """A clickable example prompt (Enter works too when it has focus)."""
 
@@ -371,4 +361,4 @@ class Welcome(Vertical):
             classes="hint",
         )
         if self.demo:
-            yield Static(Content(DEMO_NOTE), classes="demo-note")
+            yield Static(Content(demo_note()), classes="demo-note")
