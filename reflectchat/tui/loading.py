@@ -50,9 +50,17 @@ class ChatOptions(SessionOptions):
     show_reasoning: bool = True
 
     @classmethod
-    def from_session(cls, options: SessionOptions, **app_options: bool) -> ChatOptions:
-        fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(SessionOptions)}
-        return cls(**fields, **app_options)
+    def from_session(
+        cls,
+        options: SessionOptions,
+        *,
+        keep_thinking_open: bool = False,
+        show_reasoning: bool = True,
+    ) -> ChatOptions:
+        chat = cls(keep_thinking_open=keep_thinking_open, show_reasoning=show_reasoning)
+        for f in dataclasses.fields(SessionOptions):
+            setattr(chat, f.name, getattr(options, f.name))
+        return chat
 
 
 def llama_factory(options: SessionOptions | None = None) -> BackendFactory:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from reflectchat.core.chat.setup import SessionOptions
 from reflectchat.core.chat.store import Store
 from reflectchat.core.engine.base import ContextOverflowError, GenerationParams
 from reflectchat.core.models.resolve import ModelNotFoundError
@@ -546,7 +547,7 @@ def test_chat_with_the_embedded_model() -> None:
     from reflectchat.tui.loading import llama_factory
 
     progress: list[float] = []
-    factory = llama_factory({"n_ctx": 1024})
+    factory = llama_factory(SessionOptions(n_ctx=1024))
 
     def recording(spec: str, report: Any) -> Any:
         return factory(spec, lambda value: (progress.append(value), report(value))[1])

@@ -34,6 +34,7 @@ PROMPT_STYLES: dict[str, str | None] = {
 
 TEMPLATE_SECONDS = 3.0  # real templates render in milliseconds
 MAX_TEMPLATE_CHARS = 1 << 20  # real templates are a few kB (the largest ~40 kB)
+MAX_CALL_DEPTH = 200  # nested calls; real templates nest a handful (tool schemas ~10)
 _MAX_INT_BITS = 4096  # no template needs integers beyond this; `9 ** 9 ** 9` would take minutes
 
 
@@ -86,7 +87,7 @@ class _Measure:
                 return known[1]
             total = len(v) + 1
             items = v.items() if isinstance(v, dict) else v
-            for item in items:  # type: ignore[attr-defined]
+            for item in items:
                 if total > self.budget:
                     break
                 total += self(item)
@@ -173,6 +174,7 @@ class ChatTemplate:
 
         env = self._env
         env.budget = limit
+        env.depth = 0
         env.measure = _Measure(limit)
         out: list[str] = []
         total = 0
@@ -256,6 +258,7 @@ def _environment_class() -> type[Any]:
                 finalize=self.bounded,
             )
             self.budget = 1 << 20
+            self.depth = 0
             self.measure = _Measure(self.budget)
             self.globals.pop("lipsum", None)  # lipsum(n=10**9): a loop we would have to time out
             self.filters["tojson"] = _tojson
@@ -346,7 +349,15 @@ def _environment_class() -> type[Any]:
                     __self.check_join(args[0], owner)
                 elif name in ("format", "format_map"):
                     __self.check_format(owner)
-            result = super().call(__context, __obj, *args, **kwargs)
+            # Our own depth bound: Python's recursion limit is not ours to rely on (a test
+            # runner may have raised it; then a self-calling macro grew to 24 GB in CI).
+            if __self.depth >= MAX_CALL_DEPTH:
+                raise RecursionError
+            __self.depth += 1
+            try:
+                result = super().call(__context, __obj, *args, **kwargs)
+            finally:
+                __self.depth -= 1
             return __self.bounded(result)
 
         def _bounded_filter(self, name: str, func: Any) -> Any:

@@ -7,7 +7,7 @@ behave the same in both.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from reflectchat.core.engine.base import (
     GenerationStats,
     Message,
     Started,
+    StreamEvent,
 )
 from reflectchat.core.reply.sections import ParsedReply, SectionEvent, SectionParser
 
@@ -74,7 +75,7 @@ class ReplyStream:
         prefill = ""
         finished: Finished | None = None
         try:
-            with closing(self.backend.stream(self.messages, self.params, self.cancel)) as events:
+            with _closing(self.backend.stream(self.messages, self.params, self.cancel)) as events:
                 for event in events:
                     if type(event) is Delta:
                         chunks.append(event.text)
@@ -115,6 +116,18 @@ class ReplyStream:
             pass
         assert self.result is not None
         return self.result
+
+
+@contextmanager
+def _closing(events: Iterator[StreamEvent]) -> Iterator[Iterator[StreamEvent]]:
+    """Close a backend's generator when the consumer stops early, so the engine frees its
+    decoding state now rather than at garbage collection. Backends may return any iterator."""
+    try:
+        yield events
+    finally:
+        close = getattr(events, "close", None)
+        if callable(close):
+            close()
 
 
 def result_from_text(text: str, model: str = "") -> ReplyResult:

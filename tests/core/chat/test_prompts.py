@@ -124,6 +124,24 @@ def test_other_failures_are_one_line_template_errors() -> None:
         ChatTemplate("x" * (2 << 20), bos_token="", eos_token="")
 
 
+def test_recursion_is_bounded_whatever_the_interpreter_limit() -> None:
+    # hypothesis raises sys.getrecursionlimit() during its tests; CI ran out of memory (24 GB)
+    # on a self-calling macro after such a test. The sandbox's own depth bound holds anyway.
+    import sys
+
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200_000)
+    try:
+        tracemalloc.start()
+        with pytest.raises(UnsafeTemplateError, match="recursed"):
+            render("{% macro m(s) %}{{ m(s ~ 'xxxxxxxx') }}{% endmacro %}{{ m('') }}")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        sys.setrecursionlimit(old_limit)
+    assert peak < 32 << 20
+
+
 def test_the_limit_grows_with_the_context_and_the_conversation() -> None:
     assert prompt_char_limit(2048, 0) == 1 << 20
     assert prompt_char_limit(131072, 0) == 32 * 131072
