@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar, TypeVar, overload
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Markdown, OptionList
 
+from reflectchat.core.chat.presets import Preset, with_preset
 from reflectchat.core.chat.session import ChatSession
 from reflectchat.core.chat.store import Store, StoreError
 from reflectchat.core.engine.base import Backend
@@ -47,6 +48,8 @@ from reflectchat.tui.status import StatusLine
 from reflectchat.tui.stop_signals import StopSignals
 from reflectchat.tui.streaming import MeteredBackend
 
+SIDEBAR_MIN_WIDTH = 100  # columns; below this the sidebar starts hidden (Ctrl+B shows it)
+
 T = TypeVar("T")
 D = TypeVar("D")
 
@@ -60,10 +63,11 @@ class ChatApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
-        Binding("ctrl+n", "new_chat", "New chat"),
+        Binding("ctrl+n", "new_chat", "New", tooltip="New chat"),
         Binding("ctrl+t", "toggle_thinking", "Thinking"),
         Binding("ctrl+r", "regenerate", "Retry"),
-        Binding("ctrl+o", "copy_answer", "Copy answer"),
+        Binding("ctrl+o", "copy_answer", "Copy", tooltip="Copy the last answer"),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
         Binding("f1", "help", "Help"),
         Binding("ctrl+d", "quit_if_empty", show=False, priority=True),
     ]
@@ -100,6 +104,9 @@ class ChatApp(App[None]):
         elif self.options.system is not None:
             self.system_override = self.options.system
         self.keep_thinking_open = self.options.keep_thinking_open
+        self.preset: Preset | None = self.options.preset
+        # Shown or hidden by the user (Ctrl+B, /sidebar); None: by the terminal's width.
+        self.sidebar_choice: bool | None = None
         self.loading = False
         self.load_error: str | None = None
         self.context_used: int | None = None
@@ -135,7 +142,28 @@ class ChatApp(App[None]):
     def status_line(self) -> StatusLine:
         return self.query_one(StatusLine)
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_sidebar(event.size.width)
+
+    def fit_sidebar(self, width: int | None = None) -> None:
+        """Below SIDEBAR_MIN_WIDTH columns the chat needs the room (an 80-column terminal would
+        give the list 30 of 80 and cut the prompt's hint): the sidebar starts hidden there."""
+        sidebar = self.query_one(Sidebar)
+        show = self.sidebar_choice
+        if show is None:
+            show = (width or self.size.width) >= SIDEBAR_MIN_WIDTH
+        sidebar.display = show
+        # The footer's keys lose their padding, so all of them (Help too) fit in 80 columns.
+        self.query_one(Footer).compact = (width or self.size.width) < SIDEBAR_MIN_WIDTH
+        if not show and self.focused is not None and sidebar in self.focused.ancestors:
+            self.prompt_input.focus()
+
+    def action_toggle_sidebar(self) -> None:
+        self.sidebar_choice = not self.query_one(Sidebar).display
+        self.fit_sidebar()
+
     async def on_mount(self) -> None:
+        self.fit_sidebar()
         if self.initial_theme:
             if self.initial_theme in self.available_themes:
                 self.theme = self.initial_theme
@@ -177,11 +205,16 @@ class ChatApp(App[None]):
     # -- the chat's state, as the parts see it ---------------------------------------------------
 
     @property
-    def system_prompt(self) -> str | None:
-        """The system prompt new conversations get."""
+    def base_system_prompt(self) -> str | None:
+        """The system prompt before the preset's part: chosen, or the model's default."""
         if self.system_override is not UNSET:
             return self.system_override
         return default_system_prompt(self.entry)
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The system prompt new conversations get: the base, then the preset's part."""
+        return with_preset(self.base_system_prompt, self.preset)
 
     def n_ctx(self) -> int | None:
         n_ctx = getattr(self.backend, "n_ctx", None) if self.backend is not None else None

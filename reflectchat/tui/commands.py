@@ -4,14 +4,22 @@ theme. A part of `ChatApp`, kept apart so each file reads in one sitting."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from enum import Enum
-from typing import TYPE_CHECKING, Final, TypeAlias
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from textual.app import SystemCommand
 
+from reflectchat.core.chat.attachments import read_attachment
+from reflectchat.core.chat.presets import Preset, all_presets, find_preset
+from reflectchat.core.chat.setup import generation_params
+from reflectchat.core.config import ConfigError, load_config
+from reflectchat.core.errors import ReflectchatError
 from reflectchat.core.models.resolve import load_catalog
+from reflectchat.tui.attachments import pending_note
 from reflectchat.tui.screens import TextEntryScreen
 from reflectchat.tui.slash import NAMES
 
@@ -76,8 +84,77 @@ class Commands:
                 app.theme = arg
             else:
                 app.say(f"No theme '{arg}'. Themes: {', '.join(sorted(app.available_themes))}")
+        elif name == "sidebar":
+            app.action_toggle_sidebar()
+        elif name == "attach":
+            self.attach(arg)
+        elif name == "preset":
+            self.set_preset_from_text(arg)
         elif name == "quit":
             app.exit()
+
+    def attach(self, arg: str) -> None:
+        """`/attach PATH` adds a file to the next message; no path lists them; none drops them."""
+        app = self.app
+        pending = app.replies.attachments
+        if arg.lower() in ("none", "off", "clear"):
+            pending.clear()
+            app.say("No attachments for the next message.")
+            return
+        if not arg:
+            app.say(
+                pending_note(pending) if pending else "Nothing attached. /attach PATH adds a file."
+            )
+            return
+        path = os.path.expanduser(arg.strip().strip("\"'"))
+        try:
+            pending.append(read_attachment(path))
+        except ReflectchatError as exc:
+            app.say(str(exc), "error")
+            return
+        app.say(pending_note(pending))
+
+    def set_preset_from_text(self, arg: str) -> None:
+        app = self.app
+        if not arg:
+            names = ", ".join(self.presets())
+            now = app.preset.name if app.preset else "none"
+            app.say(f"Preset: {now}. /preset NAME picks one of: {names}; /preset none: off.")
+            return
+        if arg.lower() in ("none", "off"):
+            self.set_preset(None)
+            return
+        try:
+            self.set_preset(find_preset(arg, self._config_presets()))
+        except ReflectchatError as exc:
+            app.say(str(exc), "error")
+
+    def _config_presets(self) -> dict[str, dict[str, Any]]:
+        try:
+            return load_config().presets
+        except ConfigError as exc:
+            self.app.say(str(exc), "error")
+            return {}
+
+    def presets(self) -> dict[str, Preset]:
+        return all_presets(self._config_presets())
+
+    def set_preset(self, preset: Preset | None) -> None:
+        """A preset's part follows the system prompt; its sampling applies unless flags chose."""
+        app = self.app
+        app.preset = preset
+        app.options.preset = preset
+        app.params = generation_params(app.options, app.entry)
+        prompt = app.system_prompt
+        if app.session is not None:
+            app.session.params = app.params
+            app.session.system_prompt = prompt
+        if app.conversation_id is not None and app.store is not None:
+            app.store_call(app.store.set_system_prompt, app.conversation_id, prompt)
+        if preset is None:
+            app.say("No preset.")
+        else:
+            app.say(f"Preset {preset.name}: {preset.description or preset.system[:80]}.")
 
     def set_system_from_text(self, arg: str) -> None:
         if not arg:
@@ -145,10 +222,13 @@ class Commands:
                 self.set_system_prompt(text if text.strip() else None)
 
         session = self.app.session
+        shown = session.system_prompt or "" if session else self.app.system_prompt or ""
+        if self.app.preset is not None:  # the preset's part is added on top: edit the rest
+            shown = self.app.base_system_prompt or ""
         self.app.push_screen(
             TextEntryScreen(
                 "System prompt",
-                session.system_prompt or "" if session else self.app.system_prompt or "",
+                shown,
                 multiline=True,
                 hint="Applies to the rest of this conversation and to new ones; empty: none.",
             ),
@@ -184,6 +264,19 @@ class Commands:
             else "Keep thinking open while answering",
             "What the thinking panel does when the answer begins",
             lambda: self.set_keep_thinking_open(not keep),
+        )
+        for preset in self.presets().values():
+            yield SystemCommand(
+                f"Preset: {preset.name}",
+                preset.description or preset.system[:80],
+                partial(self.set_preset, preset),
+            )
+        if app.preset is not None:
+            yield SystemCommand(
+                "No preset", "Drop the writing preset", partial(self.set_preset, None)
+            )
+        yield SystemCommand(
+            "Show or hide the sidebar", "The conversation list (Ctrl+B)", app.action_toggle_sidebar
         )
         yield SystemCommand("Expand or fold all thinking", "Ctrl+T", app.action_toggle_thinking)
         yield SystemCommand(

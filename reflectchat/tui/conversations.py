@@ -16,6 +16,7 @@ from reflectchat.core.engine.base import FinishReason, GenerationStats
 from reflectchat.core.reply.sanitize import strip_controls
 from reflectchat.core.reply.sections import parse
 from reflectchat.core.reply.stream import ReplyResult
+from reflectchat.tui.attachments import AttachmentsBlock
 from reflectchat.tui.messages import AssistantMessage, UserMessage, Welcome
 from reflectchat.tui.screens import ConfirmScreen, TextEntryScreen
 from reflectchat.tui.sidebar import ConversationList, Sidebar
@@ -55,6 +56,8 @@ class Conversations:
         for m in conversation.messages:
             if m.role == "user":
                 widgets.append(UserMessage(m.content))
+                if m.attachments:
+                    widgets.append(AttachmentsBlock(m.attachments))
             else:
                 widgets.append(
                     AssistantMessage(

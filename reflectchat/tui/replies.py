@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 from textual.timer import Timer
+from textual.widget import Widget
 
+from reflectchat.core.chat.attachments import Attachment
 from reflectchat.core.chat.session import ChatSession
 from reflectchat.core.chat.store import StoreError
 from reflectchat.core.engine.base import CancelToken, EngineError
 from reflectchat.core.reply.stream import ReplyResult
+from reflectchat.tui.attachments import AttachmentsBlock
 from reflectchat.tui.commands import UNSET
 from reflectchat.tui.messages import AssistantMessage, UserMessage
 from reflectchat.tui.streaming import FRAME_RATE, EventBuffer
@@ -74,6 +77,9 @@ class Replies:
         self._drain_timer: Timer | None = None
         self._drain_posted = False
         self._status_at = 0.0
+        # What /attach gathered for the next message, and what a queued message carries.
+        self.attachments: list[Attachment] = []
+        self._queued: tuple[Attachment, ...] = ()
 
     @property
     def pending(self) -> bool:
@@ -105,12 +111,19 @@ class Replies:
         app.prompt_input.remember(text)
         await app.conversations.remove_welcome()
         reply = AssistantMessage(keep_thinking_open=app.keep_thinking_open)
-        await app.chat.mount_all([UserMessage(text), reply])
+        attachments, self.attachments = tuple(self.attachments), []
+        shown: list[Widget] = [UserMessage(text)]
+        if attachments:
+            shown.append(AttachmentsBlock(attachments))
+        await app.chat.mount_all([*shown, reply])
         app.chat.anchor()
-        self._start(reply, text)
+        self._start(reply, text, attachments)
 
-    def _start(self, reply: AssistantMessage, text: str) -> None:
+    def _start(
+        self, reply: AssistantMessage, text: str, attachments: tuple[Attachment, ...] = ()
+    ) -> None:
         app = self.app
+        self._queued = attachments
         if app.backend is None:
             if app.loading:
                 self._pending = (text, reply)
@@ -124,9 +137,17 @@ class Replies:
         self.generate_into(reply, text)
 
     def generate_into(
-        self, reply: AssistantMessage, text: str, *, regenerate: bool = False
+        self,
+        reply: AssistantMessage,
+        text: str,
+        *,
+        regenerate: bool = False,
+        attachments: tuple[Attachment, ...] | None = None,
     ) -> None:
+        """`attachments` None: those of the message queued while the model loaded."""
         app = self.app
+        if attachments is None:
+            attachments, self._queued = self._queued, ()
         session = self.ensure_session()
         if session is None:
             reply.fail("the conversation could not be opened (see the notification)")
@@ -138,7 +159,15 @@ class Replies:
         app.generating = True
         self._drain_timer = app.set_interval(1 / FRAME_RATE, self._request_drain)
         app.run_worker(
-            partial(self._generate, session, text, self._cancel, self._buffer, reply, regenerate),
+            partial(
+                self._generate,
+                session,
+                (text, attachments),
+                self._cancel,
+                self._buffer,
+                reply,
+                regenerate,
+            ),
             name="generate",
             group="generate",
             description="generate",
@@ -180,7 +209,7 @@ class Replies:
     def _generate(
         self,
         session: ChatSession,
-        text: str,
+        message: tuple[str, tuple[Attachment, ...]],
         cancel: CancelToken,
         buffer: EventBuffer,
         reply: AssistantMessage,
@@ -189,7 +218,12 @@ class Replies:
         """In the worker thread: only appends to `buffer` and posts news to the app."""
         post = self.app.post_message
         try:
-            stream = session.regenerate(cancel) if regenerate else session.send(text, cancel)
+            text, attachments = message
+            stream = (
+                session.regenerate(cancel)
+                if regenerate
+                else session.send(text, cancel, attachments)
+            )
         except (EngineError, StoreError) as exc:
             post(ReplyFailed(reply, str(exc)))
             return
@@ -332,6 +366,14 @@ class Replies:
         )
         await last_reply.remove()
         reply = AssistantMessage(keep_thinking_open=app.keep_thinking_open)
-        await app.chat.mount(reply, after=last_user)
+        # The reply goes after the message's attachments, and a retry sends them again.
+        after: Widget = last_user
+        attached: tuple[Attachment, ...] = ()
+        children = list(app.chat.children)
+        at = children.index(last_user) + 1
+        block = children[at] if at < len(children) else None
+        if isinstance(block, AttachmentsBlock):
+            after, attached = block, block.attachments
+        await app.chat.mount(reply, after=after)
         app.chat.anchor()
-        self.generate_into(reply, last_user.prompt, regenerate=replace)
+        self.generate_into(reply, last_user.prompt, regenerate=replace, attachments=attached)

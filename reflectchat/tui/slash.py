@@ -15,6 +15,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Ctrl+R", "regenerate the last reply"),
     ("Ctrl+O", "copy the last answer"),
     ("Ctrl+P", "command palette"),
+    ("Ctrl+B", "show or hide the conversation list"),
     ("Tab / Shift+Tab", "move between the prompt, the chat and the list"),
     ("F1", "this help"),
     ("Ctrl+Q", "quit (Ctrl+D in an empty prompt too)"),
@@ -25,6 +26,8 @@ SLASH_COMMANDS: tuple[tuple[str, str], ...] = (
     ("/new, /clear", "start a new chat"),
     ("/model [NAME]", "switch model: an alias or a path to a .gguf (no name: ask)"),
     ("/system [TEXT]", "set the system prompt (no text: edit it; 'none' drops it)"),
+    ("/preset [NAME]", "writing preset: email, essay, summary… (none: off)"),
+    ("/attach [PATH]", "add a text file to the next message (none: remove)"),
     ("/export md|json", "write this conversation to a file in the current folder"),
     ("/copy", "copy the last answer"),
     ("/retry", "regenerate the last reply"),
@@ -33,6 +36,7 @@ SLASH_COMMANDS: tuple[tuple[str, str], ...] = (
     ("/reasoning show|hide", "show or hide thinking panels"),
     ("/strict on|off", "constrain replies to the thinking/output format"),
     ("/theme [NAME]", "change the colour theme"),
+    ("/sidebar", "show or hide the conversation list (Ctrl+B)"),
     ("/quit", "quit"),
 )
 

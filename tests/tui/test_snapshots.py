@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 # The plugin behind the snap_compare fixture: a test dependency, so a missing one is an error.
 import pytest_textual_snapshot  # type: ignore[import-untyped]  # noqa: F401  (no py.typed)
 
 from reflectchat.core.chat.store import Store
+from reflectchat.tui import demo_note
 from reflectchat.tui.app import ChatApp
 from reflectchat.tui.loading import ChatOptions
 from tests.support.tui import (
@@ -27,6 +30,13 @@ from tests.support.tui import (
 )
 
 SIZE = (100, 40)
+SMALL = (80, 24)  # a common default terminal: the sidebar starts hidden, nothing is cut
+
+
+@pytest.fixture(autouse=True)
+def _fixed_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo note says whether the real model fits this machine: a fixed one here."""
+    monkeypatch.setattr(demo_note, "MACHINE", lambda: (24 * 10**9, []))
 
 
 def _app(reply: str = STRAWBERRY_REPLY, **options: Any) -> ChatApp:
@@ -78,3 +88,18 @@ def test_incomplete_thinking(snap_compare: Any) -> None:
 
 def test_help_screen(snap_compare: Any) -> None:
     assert snap_compare(_app(), terminal_size=SIZE, run_before=_still, press=["f1"])
+
+
+def test_first_run_at_80x24(snap_compare: Any) -> None:
+    app = _app(model="smollm2", name="smollm2")
+    assert snap_compare(app, terminal_size=SMALL, run_before=_still)
+
+
+def test_a_reply_at_80x24(snap_compare: Any) -> None:
+    app = _app()
+    assert snap_compare(app, terminal_size=SMALL, run_before=_asking(STRAWBERRY_PROMPT))
+
+
+def test_sidebar_shown_at_80x24(snap_compare: Any) -> None:
+    app = _app()
+    assert snap_compare(app, terminal_size=SMALL, run_before=_still, press=["ctrl+b"])
