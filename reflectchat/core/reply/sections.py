@@ -1,32 +1,53 @@
-"""Streaming parser that splits a reasoning model's reply into thinking, reflections and answer.
-
-Formats handled:
-- Reflection-Llama-3.1-70B: `<thinking>…<reflection>…</reflection>…</thinking><output>…</output>`
-- DeepSeek-R1 / Qwen3 / QwQ: `<think>…</think>answer` (the template may pre-fill `<think>`)
-- Marco-o1: `<Thought>…</Thought><Output>…</Output>`
+"""Streaming parser that splits a reasoning model's reply into thinking, reflections, answer,
+tool calls and notes, driven by a `ReasoningFormat` (formats.py, format_catalog.py).
 
 Feed it decoded text in chunks of any size; it emits `SectionEvent`s as soon as they are certain
 and keeps a flat list of `Section`s. Any chunking of the same text gives the same sections and,
-after merging adjacent text events, the same event stream: a tag split across chunks is held back
-until it is complete or proven not to be a tag.
+after merging adjacent text events, the same event stream: a marker split across chunks is held
+back until it is complete or proven not to be one, and only text that could still start a marker
+is held.
 
 Event order:
-- A tagged section: `open`, `text`…, `close`. A reflection inside thinking nests:
-  `open thinking`, `text`, `open reflection`, `text`, `close reflection`, `text` (thinking),
-  `close thinking`. In the flat `Section` list the thinking after a reflection is a new section.
-- Untagged top-level text: `open text`, `text`…, `close text` (when a tag or the end arrives).
-- A stray `</thinking>` right after top-level text (the template pre-filled `<think>` and the
+- A marked section: `open`, `text`…, `close`. A nested reasoning kind (a reflection or a budget
+  note inside thinking): `open thinking`, `text`, `open reflection`, `text`, `close reflection`,
+  `text` (thinking), `close thinking`. In the flat `Section` list the thinking after a
+  reflection is a new section.
+- Untagged top-level text: `open text`, `text`…, `close text` (when a marker or the end comes).
+- A thinking closer right after top-level text (the template pre-filled the opener and the
   caller did not say so): `close text`, then `retag thinking` ("the section just closed is
   thinking").
+- A turn boundary (`<|im_end|>`, harmony's `<|return|>`, …) closes what is open; everything
+  after it is not part of this reply and produces no events (`ended` turns true).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-SectionKind = Literal["thinking", "reflection", "output", "text"]
+from reflectchat.core.reply.format_catalog import AUTO, BY_NAME, harmony_label
+from reflectchat.core.reply.formats import (
+    REASONING_KINDS,
+    VERBATIM_KINDS,
+    Marker,
+    ReasoningFormat,
+    SectionKind,
+    UnknownFormatError,
+)
+
 EventType = Literal["open", "text", "close", "retag"]
+
+__all__ = [
+    "EventType",
+    "ParsedReply",
+    "Section",
+    "SectionEvent",
+    "SectionKind",
+    "SectionParser",
+    "parse",
+    "resolve_format",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +56,7 @@ class SectionEvent:
     kind: SectionKind
     text: str = ""  # only for type == "text"
     complete: bool = True  # for "close": False when finish() closed a section never closed
+    label: str = ""  # for "open": a tool call's recipient
 
 
 @dataclass(slots=True)
@@ -42,6 +64,7 @@ class Section:
     kind: SectionKind
     text: str  # raw, untrimmed
     complete: bool = True
+    label: str = ""
 
 
 @dataclass
@@ -51,64 +74,102 @@ class ParsedReply:
     thinking: str  # all thinking segments (not reflections) joined raw, then trimmed
     reflections: list[str]  # each trimmed
     thinking_incomplete: bool  # a thinking or reflection was still open at the end
+    format: str = "auto"
+    tool_calls: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        sections: list[dict[str, Any]] = []
+        for s in self.sections:
+            item: dict[str, Any] = {"kind": s.kind, "text": s.text.strip()}
+            if s.label:
+                item["label"] = s.label
+            sections.append(item)
         return {
+            "format": self.format,
             "answer": self.answer,
             "thinking": self.thinking,
             "reflections": list(self.reflections),
-            "sections": [{"kind": s.kind, "text": s.text.strip()} for s in self.sections],
+            "tool_calls": list(self.tool_calls),
+            "sections": sections,
             "thinking_incomplete": self.thinking_incomplete,
         }
 
 
-# Tag name (lower case) -> section kind. Marco-o1 and the R1 family use aliases of <thinking>.
-_TAG_KINDS: dict[str, SectionKind] = {
-    "thinking": "thinking",
-    "think": "thinking",
-    "thought": "thinking",
-    "reflection": "reflection",
-    "output": "output",
-}
-# Full tag text (lower case) -> (kind, is_closing).
-_ALL_TAGS: dict[str, tuple[SectionKind, bool]] = {}
-for _name, _kind in _TAG_KINDS.items():
-    _ALL_TAGS[f"<{_name}>"] = (_kind, False)
-    _ALL_TAGS[f"</{_name}>"] = (_kind, True)
-# Inside <output> only </output> is structure, so an answer can quote the other tags.
-_OUTPUT_TAGS: dict[str, tuple[SectionKind, bool]] = {"</output>": ("output", True)}
-_MAX_TAG_LEN = max(map(len, _ALL_TAGS))  # len("</reflection>") == 13
+def resolve_format(fmt: ReasoningFormat | str | None) -> ReasoningFormat:
+    if fmt is None:
+        return AUTO
+    if isinstance(fmt, ReasoningFormat):
+        return fmt
+    found = BY_NAME.get(fmt.strip().lower())
+    if found is None:
+        known = ", ".join(BY_NAME)
+        raise UnknownFormatError(f"unknown reasoning format {fmt!r} (known: {known})")
+    return found
 
 
-def _proper_prefixes(tags: dict[str, tuple[SectionKind, bool]]) -> frozenset[str]:
-    return frozenset(tag[:n] for tag in tags for n in range(1, len(tag)))
+# -- marker tables ---------------------------------------------------------------------------
 
 
-_ALL_PREFIXES = _proper_prefixes(_ALL_TAGS)
-_OUTPUT_PREFIXES = _proper_prefixes(_OUTPUT_TAGS)
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """The markers that are structure in one context, ready for scanning."""
 
-# Parser modes. Nested reflection (inside thinking) and top-level reflection differ in what
-# their closing tags close, so they are separate modes.
-_TOP = "top"  # nothing open; whitespace is held back
-_TEXT = "text"  # an untagged top-level text section is open
-_THINKING = "thinking"
-_REFLECTION = "reflection"  # inside <thinking>
-_TOP_REFLECTION = "top_reflection"
-_OUTPUT = "output"
-# Which tags are structure in each mode, and their proper prefixes (held back at a chunk end).
-_ALL = (_ALL_TAGS, _ALL_PREFIXES)
-_MODE_TAGS = {
-    _TOP: _ALL,
-    _TEXT: _ALL,
-    _THINKING: _ALL,
-    _REFLECTION: _ALL,
-    _TOP_REFLECTION: _ALL,
-    _OUTPUT: (_OUTPUT_TAGS, _OUTPUT_PREFIXES),
-}
-# While one of these is open, the reply's thinking is still incomplete.
-_REASONING_MODES = frozenset({_THINKING, _REFLECTION, _TOP_REFLECTION})
+    regex: re.Pattern[str] | None
+    prefixes: frozenset[str]  # proper prefixes of the markers, folded
+    maxlen: int
+    first: frozenset[str]  # characters a marker can start with (both cases when folded)
+
+
+def _table(fmt: ReasoningFormat, markers: list[Marker]) -> _Table:
+    texts = sorted({m.text for m in markers}, key=len, reverse=True)  # longest first
+    if not texts:
+        return _Table(None, frozenset(), 0, frozenset())
+    flags = re.IGNORECASE | re.ASCII if fmt.case_insensitive else 0
+    regex = re.compile("|".join(map(re.escape, texts)), flags)
+    prefixes = frozenset(fmt.fold(t[:n]) for t in texts for n in range(1, len(t)))
+    first = {t[0] for t in texts}
+    if fmt.case_insensitive:
+        first |= {c.upper() for c in first if c.isascii()} | {
+            c.lower() for c in first if c.isascii()
+        }
+    return _Table(regex, prefixes, max(map(len, texts)), frozenset(first))
+
+
+# Keyed by id(): formats are unhashable (they hold their lookup dict); the format is kept in the
+# value so its id cannot be reused while cached.
+_TABLES: dict[int, tuple[ReasoningFormat, dict[str, _Table]]] = {}
+
+
+def _tables(fmt: ReasoningFormat) -> dict[str, _Table]:
+    """Per-context tables: `start` (nothing written yet), `top` (nothing or untagged text
+    open), `section` (a reasoning section open), `header`, and `verbatim:KIND`."""
+    cached = _TABLES.get(id(fmt))
+    if cached is not None:
+        return cached[1]
+    ms = list(fmt.markers)
+    plain = [m for m in ms if not m.at_start]
+    special = [m for m in ms if m.action in ("end", "turn", "header")]
+    out = {
+        "start": _table(fmt, ms),
+        "top": _table(fmt, plain),
+        "section": _table(fmt, [m for m in plain if m.action != "switch"]),
+        "header": _table(
+            fmt,
+            [m for m in ms if m.action in ("end", "turn", "header")]
+            + ([Marker(fmt.header_end, "header")] if fmt.header_end else []),
+        ),
+    }
+    for kind in VERBATIM_KINDS:
+        closers = [m for m in plain if m.action == "close" and m.kind == kind]
+        out[f"verbatim:{kind}"] = _table(fmt, closers + special)
+    _TABLES[id(fmt)] = (fmt, out)
+    return out
+
+
+_MAX_HEADER = 512  # a harmony header is a few words; longer, it was never one
+
 # Structural events carry no text, and events are immutable: build each one once.
-_KINDS: tuple[SectionKind, ...] = ("text", "thinking", "reflection", "output")
+_KINDS: tuple[SectionKind, ...] = ("text", "thinking", "reflection", "output", "tool_call", "note")
 _OPEN_EVENTS = {k: SectionEvent("open", k) for k in _KINDS}
 _CLOSE_EVENTS = {
     (k, c): SectionEvent("close", k, complete=c) for k in _KINDS for c in (True, False)
@@ -121,7 +182,8 @@ _CACHE_MAX_ENTRIES = 4096
 
 
 class SectionParser:
-    """Incremental parser. `feed()` chunks, then `finish()`; `reply()` at any time."""
+    """Incremental parser. `feed()` chunks (and `feed_reasoning()` for text a server already
+    marked as reasoning), then `finish()`; `reply()` at any time."""
 
     __slots__ = (
         "_cache",
@@ -129,26 +191,38 @@ class SectionParser:
         "_cur",
         "_early",
         "_finished",
+        "_fmt",
+        "_header",
         "_incomplete",
         "_kind",
         "_last_thinking",
-        "_mode",
         "_parts",
         "_pending",
+        "_reasoning_stream",
         "_sections",
+        "_stack",
+        "_started",
+        "_tables",
         "_ws",
+        "ended",
     )
 
-    def __init__(self, prefill: str = "") -> None:
-        self._mode = _TOP
+    def __init__(self, prefill: str = "", fmt: ReasoningFormat | str | None = None) -> None:
+        self._fmt = resolve_format(fmt)
+        self._tables = _tables(self._fmt)
+        self._stack: list[SectionKind] = []  # open kinds, outermost first ("text" included)
         self._sections: list[Section] = []  # includes the open section (its text is stale)
         self._cur: Section | None = None  # the section text is appended to, if any
         self._parts: list[str] = []  # text of `_cur`, joined lazily (keeps appends O(1))
         self._ws: list[str] = []  # top-level whitespace held back
-        self._pending = ""  # a possible tag prefix held back at the end of the input so far
+        self._pending = ""  # a possible marker prefix held back at the end of the input so far
+        self._header: list[str] | None = None  # a harmony header being read
         self._last_thinking: Section | None = None  # latest segment of the open thinking block
         self._incomplete = False
         self._finished = False
+        self._started = False  # anything but whitespace seen: `at_start` markers are over
+        self._reasoning_stream = False  # the open thinking came from feed_reasoning()
+        self.ended = False  # a turn boundary came: the rest is not this reply
         self._kind: SectionKind = "text"
         self._caches: dict[str, dict[str, SectionEvent]] = {k: {} for k in _KINDS}
         self._cache = self._caches["text"]
@@ -156,50 +230,77 @@ class SectionParser:
         # The pre-filled text is parsed first; its events come out with the first feed/finish.
         self._early = self.feed(prefill) if prefill else []
 
+    @property
+    def format(self) -> ReasoningFormat:
+        """The format in force (the `auto` format switches once the text shows its own)."""
+        return self._fmt
+
     # -- public API -------------------------------------------------------------------------
 
     def feed(self, chunk: str) -> list[SectionEvent]:
         if self._finished:
             raise RuntimeError("SectionParser.feed() called after finish()")
-        # Fast path: a section is open, nothing held back, and no '<' that could start a tag.
-        if self._cur is not None and not self._pending and not self._early and "<" not in chunk:
+        if self.ended:
+            return self._take_early()
+        if self._reasoning_stream and chunk:
+            out = self._take_early()
+            self._end_reasoning_stream(out)
+            self._scan(chunk, out)
+            return out
+        # Fast path: a section is open, nothing held back, no character that starts a marker.
+        if (
+            self._cur is not None
+            and not self._pending
+            and not self._early
+            and self._header is None
+            and self._context().first.isdisjoint(chunk)
+        ):
             if not chunk:
                 return []
             self._parts.append(chunk)
             return [self._text_event(chunk)]
-        out, self._early = self._early, []
+        out = self._take_early()
         if chunk:
             self._scan(self._pending + chunk, out)
+        return out
+
+    def feed_reasoning(self, text: str) -> list[SectionEvent]:
+        """Text a server sent as reasoning (`reasoning_content`): thinking, never scanned for
+        markers, so a `</think>` inside it is just text."""
+        if self._finished:
+            raise RuntimeError("SectionParser.feed_reasoning() called after finish()")
+        out = self._take_early()
+        if self.ended or not text:
+            return out
+        if not self._reasoning_stream:
+            if self._pending:
+                pending, self._pending = self._pending, ""
+                self._emit_text(pending, out)
+            self._close_all(True, out)
+            self._ws.clear()
+            self._open_top("thinking", "", out)
+            self._reasoning_stream = True
+        self._started = True
+        self._parts.append(text)
+        out.append(self._text_event(text))
         return out
 
     def finish(self) -> list[SectionEvent]:
         """Flush held-back text and close whatever is still open (complete=False).
 
-        Untagged top-level text has no closing tag, so the end of the reply completes it.
+        Untagged top-level text has no closing marker, so the end of the reply completes it.
         """
         if self._finished:
             return []
-        out, self._early = self._early, []
-        if self._pending:  # an unfinished tag at the very end is just text
+        out = self._take_early()
+        if self._header is not None:  # a header that never ended was text
+            header, self._header = "".join(self._header), None
+            self._emit_text(header, out)
+        if self._pending:  # an unfinished marker at the very end is just text
             pending, self._pending = self._pending, ""
             self._emit_text(pending, out)
         self._ws.clear()
-        mode = self._mode
-        if mode == _TEXT:
-            self._close("text", True, out)
-        elif mode == _THINKING:
-            self._close_thinking(False, out)
-            self._incomplete = True
-        elif mode == _REFLECTION:
-            self._close("reflection", False, out)
-            self._close_thinking(False, out)
-            self._incomplete = True
-        elif mode == _TOP_REFLECTION:
-            self._close("reflection", False, out)
-            self._incomplete = True
-        elif mode == _OUTPUT:
-            self._close("output", False, out)
-        self._mode = _TOP
+        self._close_all(False, out)
         self._finished = True
         return out
 
@@ -210,56 +311,91 @@ class SectionParser:
             if len(self._parts) != 1:
                 self._parts = ["".join(self._parts)]
             cur.text = self._parts[0]
-        sections = [Section(s.kind, s.text, s.complete) for s in self._sections]
-        return _summarize(sections, self._incomplete or self._mode in _REASONING_MODES)
+        sections = [Section(s.kind, s.text, s.complete, s.label) for s in self._sections]
+        open_reasoning = any(k in REASONING_KINDS for k in self._stack)
+        return _summarize(sections, self._incomplete or open_reasoning, self._fmt.name)
 
     # -- scanning ---------------------------------------------------------------------------
 
+    def _take_early(self) -> list[SectionEvent]:
+        out, self._early = self._early, []
+        return out
+
+    def _context(self) -> _Table:
+        if self._header is not None:
+            return self._tables["header"]
+        stack = self._stack
+        if not stack or stack == ["text"]:
+            return self._tables["top" if self._started else "start"]
+        inner = stack[-1]
+        if inner in VERBATIM_KINDS:
+            return self._tables[f"verbatim:{inner}"]
+        return self._tables["section"]
+
     def _scan(self, buf: str, out: list[SectionEvent]) -> None:
-        """Parse `buf` (held-back prefix + new chunk); hold back a trailing partial tag."""
+        """Parse `buf` (held-back prefix + new chunk); hold back a trailing partial marker."""
         self._pending = ""
         n = len(buf)
-        start = 0  # start of the text run not yet emitted
-        pos = buf.find("<")
-        while pos != -1:
-            tags, prefixes = _MODE_TAGS[self._mode]
-            cand = buf[pos : pos + _MAX_TAG_LEN]
-            close = cand.find(">")
-            # Tags are ASCII; isascii() keeps e.g. the Kelvin sign from lower-casing into a 'k'.
-            if close != -1:
-                head = cand[: close + 1]
-                tag = tags.get(head.lower()) if head.isascii() else None
-                if tag is not None:
-                    if pos > start:
-                        self._emit_text(buf[start:pos], out)
-                    self._on_tag(tag[0], tag[1], out)
-                    start = pos + close + 1
-                    pos = buf.find("<", start)
-                    continue
-            elif cand.isascii() and cand.lower() in prefixes:
-                # A proper prefix is shorter than any tag, so it runs to the end of `buf`:
-                # it may still become a tag.
-                if pos > start:
-                    self._emit_text(buf[start:pos], out)
-                self._pending = cand
+        pos = 0
+        while pos < n and not self.ended:
+            table = self._context()
+            found = table.regex.search(buf, pos) if table.regex is not None else None
+            if found is None:
+                hold = self._held_from(buf, pos, table)
+                if hold > pos:
+                    self._emit(buf[pos:hold], out)
+                self._pending = buf[hold:]
                 return
-            pos = buf.find("<", pos + 1)  # this '<' is plain text
-        if start < n:
-            self._emit_text(buf[start:] if start else buf, out)
+            start, end = found.span()
+            # A longer marker may still start here (`<|channel>` vs `<|channel>thought`).
+            if n - start < table.maxlen and self._fmt.fold(buf[start:]) in table.prefixes:
+                if start > pos:
+                    self._emit(buf[pos:start], out)
+                self._pending = buf[start:]
+                return
+            if start > pos:
+                self._emit(buf[pos:start], out)
+            text = found.group()
+            marker = self._fmt.marker(text)
+            if marker is None and self._header is not None:
+                marker = Marker(text, "header")  # the header's own end marker
+            assert marker is not None
+            self._apply(marker, text, out)
+            pos = end
+
+    def _held_from(self, buf: str, pos: int, table: _Table) -> int:
+        """Where a trailing possible marker prefix starts (len(buf) if none)."""
+        n = len(buf)
+        fold = self._fmt.fold
+        for k in range(min(table.maxlen - 1, n - pos), 0, -1):
+            if fold(buf[n - k :]) in table.prefixes:
+                return n - k
+        return n
+
+    def _emit(self, text: str, out: list[SectionEvent]) -> None:
+        header = self._header
+        if header is not None:
+            header.append(text)
+            if sum(map(len, header)) > _MAX_HEADER:  # never a header: show it as text
+                self._header = None
+                self._emit_text("".join(header), out)
+            return
+        self._emit_text(text, out)
 
     def _emit_text(self, text: str, out: list[SectionEvent]) -> None:
         if self._cur is None:
-            if self._mode == _TOP:
+            if not self._stack:
                 # Whitespace-only top-level text is not a section: hold it until we know.
                 if text.isspace():
                     self._ws.append(text)
                     return
                 text = "".join(self._ws) + text
                 self._ws.clear()
-                self._open("text", _TEXT, out)
-            else:  # thinking resumed after a nested reflection: a new flat section, no event
-                self._start("thinking")
+                self._open_top("text", "", out)
+            else:  # thinking resumed after a nested section: a new flat section, no event
+                self._start(self._stack[-1])
                 self._last_thinking = self._cur
+        self._started = True
         self._parts.append(text)
         out.append(self._text_event(text))
 
@@ -276,73 +412,123 @@ class SectionParser:
 
     # -- structure ----------------------------------------------------------------------------
 
-    def _on_tag(self, kind: SectionKind, closing: bool, out: list[SectionEvent]) -> None:
-        """Apply one recognised tag. Tags that match nothing open are dropped (no effect)."""
-        mode = self._mode
-        if mode == _OUTPUT:  # only </output> is recognised here
-            self._close("output", True, out)
-        elif mode in (_TOP, _TEXT):
-            if not closing:
-                if mode == _TEXT:
-                    self._close("text", True, out)
-                self._ws.clear()
-                self._open_top(kind, out)
-            elif kind == "thinking" and mode == _TEXT:
-                # Missing <think> (pre-filled by the template): the text was thinking.
+    def _apply(self, marker: Marker, text: str, out: list[SectionEvent]) -> None:
+        action = marker.action
+        self._started = True
+        if self._header is not None:
+            self._in_header(marker, text, out)
+        elif action == "open":
+            assert marker.kind is not None
+            self._on_open(marker, out)
+        elif action == "close":
+            assert marker.kind is not None
+            self._on_close(marker.kind, out)
+        elif action == "header":
+            self._close_all(True, out)
+            self._ws.clear()
+            self._header = [text]
+        elif action == "end":
+            self._close_all(True, out)
+        elif action == "turn":
+            self._close_all(True, out, reasoning_done=False)
+            self.ended = True
+            self._pending = ""
+        elif action == "switch":
+            self._fmt = BY_NAME[marker.target]
+            self._tables = _tables(self._fmt)
+            real = self._fmt.marker(marker.text)
+            if real is not None:
+                self._apply(real, marker.text, out)
+        # "drop": nothing to show
+
+    def _in_header(self, marker: Marker, text: str, out: list[SectionEvent]) -> None:
+        header = self._header
+        assert header is not None
+        fmt = self._fmt
+        if marker.action == "header" and text != fmt.header_end:
+            header.append(text)  # `<|start|>assistant<|channel|>final`: one header
+            return
+        self._header = None
+        if marker.action == "end":
+            return  # a message with a header and no body
+        if marker.action == "turn":
+            self.ended = True
+            return
+        whole = "".join(header)
+        kind = fmt.classify_header(whole) if fmt.classify_header else "thinking"
+        if kind == "turn":
+            self.ended = True
+            self._pending = ""
+            return
+        label = harmony_label(whole) if kind == "tool_call" else ""
+        self._open_top(kind or "thinking", label, out)
+
+    def _on_open(self, marker: Marker, out: list[SectionEvent]) -> None:
+        kind = marker.kind
+        assert kind is not None
+        stack = self._stack
+        if not stack or stack == ["text"]:
+            if stack and kind == "output" and marker.after_thinking:
+                self._retag_text(out)  # "Here are my reasoning steps:" was pre-filled
+            elif stack:
                 self._close("text", True, out)
-                self._sections[-1].kind = "thinking"
-                out.append(_RETAG_THINKING)
-        elif mode == _THINKING:
+            self._ws.clear()
+            self._open_top(kind, "", out)
+        elif len(stack) == 1 and stack[0] in REASONING_KINDS | {"note"}:
+            if stack[0] == "thinking" and kind in self._fmt.nested:
+                self._end_segment()
+                self._open_nested(kind, out)
+            elif kind == "output":  # the answer begins: the thinking is over
+                self._close_all(True, out)
+                self._open_top(kind, "", out)
+            # any other opener inside reasoning is dropped (a nested <thinking>, …)
+        elif len(stack) == 2 and kind == "output":
+            self._close_all(True, out)
+            self._open_top(kind, "", out)
+
+    def _on_close(self, kind: SectionKind, out: list[SectionEvent]) -> None:
+        """A closer that matches nothing open is dropped (no effect)."""
+        stack = self._stack
+        if not stack:
+            return
+        if stack == ["text"]:
             if kind == "thinking":
-                if closing:
-                    self._close_thinking(True, out)
-                # a nested <thinking> is dropped
-            elif kind == "reflection":
-                if not closing:
-                    self._end_segment()
-                    self._open("reflection", _REFLECTION, out)
-            elif not closing:  # <output> ends the thinking
-                self._close_thinking(True, out)
-                self._open_top("output", out)
-        elif mode == _REFLECTION:
-            if closing and kind != "output":
-                self._close("reflection", True, out)
-                self._mode = _THINKING  # the next thinking text starts a new section
-                if kind == "thinking":
-                    self._close_thinking(True, out)
-            elif not closing and kind == "output":
-                self._close("reflection", True, out)
-                self._close_thinking(True, out)
-                self._open_top("output", out)
-        elif mode == _TOP_REFLECTION:
-            if closing and kind == "reflection":
-                self._close("reflection", True, out)
-            elif not closing and kind == "output":
-                self._close("reflection", True, out)
-                self._open_top("output", out)
+                self._retag_text(out)
+            return
+        if kind == stack[-1]:
+            if len(stack) == 2:
+                self._close(kind, True, out)  # back in the thinking; its next text is new
+            else:
+                self._close_all(True, out)
+        elif len(stack) == 2 and kind == stack[0]:
+            self._close_all(True, out)
 
-    def _open_top(self, kind: SectionKind, out: list[SectionEvent]) -> None:
+    def _retag_text(self, out: list[SectionEvent]) -> None:
+        """Missing opener (pre-filled by the template): the text just written was thinking."""
+        self._close("text", True, out)
+        self._sections[-1].kind = "thinking"
+        out.append(_RETAG_THINKING)
+
+    def _open_top(self, kind: SectionKind, label: str, out: list[SectionEvent]) -> None:
+        self._start(kind, label)
+        self._stack = [kind]
         if kind == "thinking":
-            self._open("thinking", _THINKING, out)
             self._last_thinking = self._cur
-        elif kind == "reflection":
-            self._open("reflection", _TOP_REFLECTION, out)
-        else:
-            self._open("output", _OUTPUT, out)
+        out.append(SectionEvent("open", kind, label=label) if label else _OPEN_EVENTS[kind])
 
-    def _start(self, kind: SectionKind) -> None:
-        section = Section(kind, "", complete=False)
+    def _open_nested(self, kind: SectionKind, out: list[SectionEvent]) -> None:
+        self._start(kind)
+        self._stack.append(kind)
+        out.append(_OPEN_EVENTS[kind])
+
+    def _start(self, kind: SectionKind, label: str = "") -> None:
+        section = Section(kind, "", complete=False, label=label)
         self._sections.append(section)
         self._cur = section
         self._parts = []
         if kind != self._kind:
             self._kind = kind
             self._cache = self._caches[kind]
-
-    def _open(self, kind: SectionKind, mode: str, out: list[SectionEvent]) -> None:
-        self._start(kind)
-        self._mode = mode
-        out.append(_OPEN_EVENTS[kind])
 
     def _end_segment(self) -> None:
         """Finalize the open flat section (if any) without an event."""
@@ -354,33 +540,59 @@ class SectionParser:
             self._parts = []
 
     def _close(self, kind: SectionKind, complete: bool, out: list[SectionEvent]) -> None:
-        """Close the open section; back at top level unless the caller says otherwise."""
+        """Close the innermost open section."""
         cur = self._cur
         self._end_segment()
         if cur is not None:
             cur.complete = complete
-        self._mode = _TOP
+        self._stack.pop()
         out.append(_CLOSE_EVENTS[kind, complete])
 
-    def _close_thinking(self, complete: bool, out: list[SectionEvent]) -> None:
-        # The block's last thinking segment carries its completeness, even when the block
-        # ended right after a reflection (no segment after it).
-        self._end_segment()
-        if self._last_thinking is not None:
-            self._last_thinking.complete = complete
-        self._last_thinking = None
-        self._mode = _TOP
-        out.append(_CLOSE_EVENTS["thinking", complete])
+    def _close_all(
+        self, complete: bool, out: list[SectionEvent], reasoning_done: bool | None = None
+    ) -> None:
+        """Close everything open. Unterminated reasoning marks the thinking incomplete;
+        untagged text needs no closer, so it is always complete. A turn boundary completes an
+        answer but not a thinking (`reasoning_done=False`)."""
+        stack = self._stack
+        if reasoning_done is None:
+            reasoning_done = complete
+        if any(k in REASONING_KINDS for k in stack) and not reasoning_done:
+            self._incomplete = True
+        if len(stack) == 2:
+            self._close(stack[1], reasoning_done, out)
+        if stack:
+            kind = stack[0]
+            reasoning = kind in REASONING_KINDS or kind == "note"
+            done = kind == "text" or (reasoning_done if reasoning else complete)
+            if kind == "thinking":
+                # The block's last thinking segment carries its completeness, even when the
+                # block ended right after a reflection (no segment after it).
+                self._end_segment()
+                if self._last_thinking is not None:
+                    self._last_thinking.complete = done
+                self._last_thinking = None
+                stack.pop()
+                out.append(_CLOSE_EVENTS["thinking", done])
+            else:
+                self._close(kind, done, out)
+        self._reasoning_stream = False
+
+    def _end_reasoning_stream(self, out: list[SectionEvent]) -> None:
+        """Content after a server's reasoning deltas: the thinking is over."""
+        self._reasoning_stream = False
+        if self._stack == ["thinking"]:
+            self._close_all(True, out)
 
 
-def _summarize(sections: list[Section], thinking_incomplete: bool) -> ParsedReply:
+def _summarize(sections: list[Section], thinking_incomplete: bool, fmt: str) -> ParsedReply:
     outputs = [s.text for s in sections if s.kind == "output"]
     if outputs:
         answer = "".join(outputs)
     else:
         # Untagged text after the last reasoning section; with no tags, the whole reply.
         last = max(
-            (i for i, s in enumerate(sections) if s.kind in ("thinking", "reflection")),
+            (i for i, s in enumerate(sections) if s.kind in REASONING_KINDS),
             default=-1,
         )
         answer = "".join(s.text for s in sections[last + 1 :] if s.kind == "text")
@@ -390,12 +602,14 @@ def _summarize(sections: list[Section], thinking_incomplete: bool) -> ParsedRepl
         thinking="".join(s.text for s in sections if s.kind == "thinking").strip(),
         reflections=[s.text.strip() for s in sections if s.kind == "reflection"],
         thinking_incomplete=thinking_incomplete,
+        format=fmt,
+        tool_calls=[s.text.strip() for s in sections if s.kind == "tool_call"],
     )
 
 
-def parse(text: str, prefill: str = "") -> ParsedReply:
+def parse(text: str, prefill: str = "", fmt: ReasoningFormat | str | None = None) -> ParsedReply:
     """Parse a whole reply at once."""
-    parser = SectionParser(prefill)
+    parser = SectionParser(prefill, fmt)
     parser.feed(text)
     parser.finish()
     return parser.reply()

@@ -150,7 +150,16 @@ def test_reflection_reply_event_stream() -> None:
 
 def test_to_dict() -> None:
     d = parse(REFLECTION_REPLY).to_dict()
-    assert set(d) == {"answer", "thinking", "reflections", "sections", "thinking_incomplete"}
+    assert set(d) == {
+        "format",
+        "answer",
+        "thinking",
+        "reflections",
+        "tool_calls",
+        "sections",
+        "thinking_incomplete",
+    }
+    assert d["format"] == "auto" and d["tool_calls"] == []
     assert d["answer"] == "Hello!"
     assert d["sections"][3] == {"kind": "output", "text": "Hello!"}
     assert d["sections"][1]["text"].startswith("The approach")  # trimmed
