@@ -10,10 +10,10 @@ from reflectchat.cli.errors import CliError
 from reflectchat.cli.tables import Column, print_table
 from reflectchat.core.chat.export import local_time, summary_dict, to_dict, to_json, to_markdown
 from reflectchat.core.chat.store import ConversationNotFound, Store, StoreError
+from reflectchat.core.chat.store_rows import parsed_reply
 from reflectchat.core.errors import EXIT_USAGE
 from reflectchat.core.reply.footer import stop_reason_text
 from reflectchat.core.reply.sanitize import strip_controls
-from reflectchat.core.reply.sections import parse
 
 ID, TITLE, UPDATED = Column("id"), Column("title", wrap=True), Column("updated")
 
@@ -107,7 +107,7 @@ def _show(store: Store, args: argparse.Namespace) -> int:
                 )
             continue
         console.print()
-        render_parsed(console, parse(message.content), show_reasoning=show)
+        render_parsed(console, parsed_reply(message), show_reasoning=show)
         if message.finish_reason and message.finish_reason != "stop":
             reason = strip_controls(stop_reason_text(message.finish_reason))
             console.print(Text(f"({reason})", style="dim"))

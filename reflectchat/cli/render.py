@@ -24,12 +24,32 @@ from reflectchat.core.reply.stream import ReplyResult
 
 THINKING_STYLE = "dim italic"
 REFLECTION_STYLE = "bold yellow"
-GUTTERS = {"thinking": ("│ ", "dim"), "reflection": ("┃ ", "yellow")}
+TOOL_STYLE = "cyan"
+GUTTERS = {
+    "thinking": ("│ ", "dim"),
+    "reflection": ("┃ ", "yellow"),
+    "note": ("│ ", "dim"),
+    "tool_call": ("▏ ", "cyan"),
+}
 LABELS = {
     "thinking": Text("◆ Thinking", style="bold dim"),
     "reflection": Text("↻ Reflection — the model corrects itself", style="bold yellow"),
     "output": Text("◆ Answer", style="bold green"),
+    "note": Text("· Budget note", style="dim"),
+    "tool_call": Text("⚙ Tool call", style="bold cyan"),
 }
+# Shown apart from the answer, with a label and a gutter, like the thinking.
+BLOCK_KINDS = frozenset(GUTTERS)
+
+
+def block_label(kind: str, label: str = "") -> Text:
+    """A section's heading; a tool call names its recipient (model text: stripped, plain)."""
+    heading = LABELS[kind].copy()
+    if label:
+        heading.append(f" → {strip_controls(label)}", style=TOOL_STYLE)
+    return heading
+
+
 LIVE_MIN_INTERVAL_S = 1 / 30  # at most 30 redraws a second of the block being written
 LIVE_COST_FACTOR = 4  # ... and at most a fifth of the time spent redrawing it
 
@@ -57,12 +77,12 @@ class TerminalRenderer:
         kind = event.kind
         if event.type == "open":
             self._stack.append(kind)
-            if kind in ("thinking", "reflection"):
+            if kind in BLOCK_KINDS:
                 if kind == "reflection":
                     self._reflections += 1
                 if self.show_reasoning:
                     self._end_line()
-                    self.console.print(LABELS[kind])
+                    self.console.print(block_label(kind, event.label))
                     self._at_line_start = True
                 else:
                     self._show_status()
@@ -80,12 +100,19 @@ class TerminalRenderer:
                 if not event.complete:
                     self._end_line()
                     self.console.print(
-                        Text("… thinking incomplete: the reply ended before </thinking>", "red")
+                        Text(
+                            "… thinking incomplete: the reply ended before its thinking was closed",
+                            "red",
+                        )
                     )
-                elif kind == "reflection":
+                elif kind == "reflection" and self._stack and self._stack[-1] == "thinking":
                     self._end_line()
                     self.console.print(LABELS["thinking"])
                     self._at_line_start = True
+            elif kind in ("tool_call", "note") and self.show_reasoning:
+                self._end_line()
+                if kind == "note" and self._stack and self._stack[-1] == "thinking":
+                    self.console.print(LABELS["thinking"])
         elif event.type == "retag" and self.show_reasoning:
             self._flush_answer()
             self.console.print(Text("(the text above was the model's thinking)", "dim"))
@@ -93,7 +120,7 @@ class TerminalRenderer:
     def _write_text(self, kind: str, text: str) -> None:
         if not text:
             return
-        if kind in ("thinking", "reflection"):
+        if kind in BLOCK_KINDS:
             self._thinking_chars += len(text)
             if self.show_reasoning:
                 self._write_reasoning(text, kind)
@@ -118,7 +145,7 @@ class TerminalRenderer:
 
     def _write_reasoning(self, text: str, kind: str) -> None:
         gutter, gutter_style = GUTTERS[kind]
-        style = REFLECTION_STYLE if kind == "reflection" else THINKING_STYLE
+        style = _STYLES.get(kind, THINKING_STYLE)
         out = Text()
         for part in text.splitlines(keepends=True):
             if self._at_line_start:
@@ -280,25 +307,34 @@ def render_parsed(console: Console, parsed: ParsedReply, *, show_reasoning: bool
     items: list[Text | Markdown] = []
     if show_reasoning:
         for section in parsed.sections:
-            if section.kind in ("thinking", "reflection") and section.text.strip():
-                items.append(LABELS[section.kind])
+            if section.kind in BLOCK_KINDS and section.text.strip():
+                items.append(block_label(section.kind, section.label))
                 items.append(_gutter(strip_controls(section.text.strip()), section.kind))
         if parsed.thinking_incomplete:
-            items.append(Text("… thinking incomplete: the reply ended before </thinking>", "red"))
+            items.append(
+                Text("… thinking incomplete: the reply ended before its thinking was closed", "red")
+            )
         if parsed.answer and (parsed.thinking or parsed.reflections):
             items.append(LABELS["output"])
     elif parsed.thinking or parsed.reflections:
         n = len(parsed.reflections)
         note = f"(thinking hidden, {n} reflection{'s' if n != 1 else ''}; --reasoning show)"
         items.append(Text(note, style="dim"))
+    if not show_reasoning:  # tool calls are what the model did: shown folded to one line each
+        for section in parsed.sections:
+            if section.kind == "tool_call":
+                items.append(block_label("tool_call", section.label))
     if parsed.answer:
         items.append(_markdown(strip_controls(parsed.answer)))
     console.print(Group(*items))
 
 
+_STYLES = {"reflection": REFLECTION_STYLE, "tool_call": TOOL_STYLE}
+
+
 def _gutter(text: str, kind: str) -> Text:
     gutter, gutter_style = GUTTERS[kind]
-    style = REFLECTION_STYLE if kind == "reflection" else THINKING_STYLE
+    style = _STYLES.get(kind, THINKING_STYLE)
     out = Text()
     for i, line in enumerate(text.splitlines()):
         if i:

@@ -12,9 +12,9 @@ from textual.widgets import OptionList
 
 from reflectchat.core.chat.export import to_dict, to_json, to_markdown
 from reflectchat.core.chat.store import Conversation
+from reflectchat.core.chat.store_rows import StoredMessage, parsed_reply
 from reflectchat.core.engine.base import FinishReason, GenerationStats
 from reflectchat.core.reply.sanitize import strip_controls
-from reflectchat.core.reply.sections import parse
 from reflectchat.core.reply.stream import ReplyResult
 from reflectchat.tui.attachments import AttachmentsBlock
 from reflectchat.tui.messages import AssistantMessage, UserMessage, Welcome
@@ -62,7 +62,7 @@ class Conversations:
                 widgets.append(
                     AssistantMessage(
                         keep_thinking_open=app.keep_thinking_open,
-                        stored=stored_result(m.content, m.model, m.finish_reason, m.stats),
+                        stored=stored_result(m),
                     )
                 )
         await app.chat.remove_children()
@@ -204,16 +204,15 @@ class Conversations:
         return path
 
 
-def stored_result(
-    content: str, model: str | None, finish_reason: str | None, stats: dict | None
-) -> ReplyResult:
-    known = {k: v for k, v in (stats or {}).items() if k in GenerationStats.__dataclass_fields__}
+def stored_result(message: StoredMessage) -> ReplyResult:
+    stats = message.stats or {}
+    known = {k: v for k, v in stats.items() if k in GenerationStats.__dataclass_fields__}
     return ReplyResult(
-        model=model or "",
-        raw_text=content,
-        parsed=parse(content),
+        model=message.model or "",
+        raw_text=message.content,
+        parsed=parsed_reply(message),
         # Stored from a FinishReason, so one of them (the old default: "stop").
-        finish_reason=cast(FinishReason, finish_reason or "stop"),
+        finish_reason=cast(FinishReason, message.finish_reason or "stop"),
         stats=GenerationStats(**known),
     )
 

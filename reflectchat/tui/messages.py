@@ -51,6 +51,20 @@ class ReflectionBlock(Collapsible):
         self.text = text
 
 
+class ToolCallBlock(Collapsible):
+    """A tool call the model made (harmony's commentary to=functions.x, <tool_call>): shown
+    apart from the answer, labelled with its recipient."""
+
+    def __init__(self, text: StreamedText, label: str = "") -> None:
+        title = TOOL_CALL_TITLE + (f" → {strip_controls(label)}" if label else "")
+        super().__init__(text, title=Content(title), collapsed=False)  # type: ignore[arg-type]
+        self.text = text
+        self.add_class("tool-call")
+
+
+TOOL_CALL_TITLE = "⚙ Tool call"
+
+
 class UserMessage(Static):
     def __init__(self, text: str) -> None:
         super().__init__(Content.assemble(("› ", "bold"), strip_controls(text).rstrip()))
@@ -77,6 +91,7 @@ class AssistantMessage(Vertical):
         self._panel: ThinkingPanel | None = None
         self._thought: StreamedText | None = None
         self._reflection: StreamedText | None = None
+        self._side: StreamedText | None = None  # an open tool call or budget note
         self._segments: list[StreamedText] = []
         self._answer_runs: list[list[str]] = []  # raw text of each answer section, for retag
         self._answer_started = False
@@ -99,6 +114,10 @@ class AssistantMessage(Vertical):
         panel = self._stored_panel(parsed)
         if panel is not None:
             yield panel
+        for section in parsed.sections:
+            if section.kind == "tool_call":
+                call = StreamedText(strip_controls(section.text).strip(), classes="tool-call")
+                yield ToolCallBlock(call, section.label)
         self._answer = StreamedText(_answer_text(parsed), classes="answer")
         yield self._answer
         self._set_notes(self.result, None)
@@ -118,6 +137,8 @@ class AssistantMessage(Vertical):
                 self.reflections += 1
                 block = StreamedText(text, classes="reflection")
                 children.append(ReflectionBlock(block))
+            elif section.kind == "note":
+                children.append(StreamedText(text, classes="thought note"))
         if not children:
             return None
         self.incomplete = parsed.thinking_incomplete
@@ -141,14 +162,26 @@ class AssistantMessage(Vertical):
                 if typ == "text":
                     await self._write(kind, text)
                 elif typ == "open":
-                    await self._open(kind)
+                    await self._open(kind, text)
                 elif typ == "close":
                     await self._close(kind, complete)
                 elif typ == "retag":
                     await self._retag()
 
-    async def _open(self, kind: str) -> None:
-        if kind == "thinking":
+    async def _open(self, kind: str, label: str = "") -> None:
+        if kind == "tool_call":
+            call = StreamedText(classes="tool-call")
+            await self.mount(ToolCallBlock(call, label), before=self._answer)
+            self._side = call
+        elif kind == "note":
+            panel = await self._ensure_panel()
+            if self._thought is not None:
+                await self._thought.settle()
+            note = StreamedText(classes="thought note")
+            await panel.query_one(Collapsible.Contents).mount(note)
+            self._side = note
+            self._thought = None
+        elif kind == "thinking":
             await self._ensure_panel()
             self._thought = None
         elif kind == "reflection":
@@ -173,7 +206,10 @@ class AssistantMessage(Vertical):
 
     async def _close(self, kind: str, complete: bool) -> None:
         # A finished part gets its final render now, not at the end of the reply.
-        if kind == "reflection" and self._reflection is not None:
+        if kind in ("tool_call", "note") and self._side is not None:
+            await self._side.settle()
+            self._side = None
+        elif kind == "reflection" and self._reflection is not None:
             await self._reflection.settle()
             self._reflection = None
         elif kind == "thinking" and self._thought is not None:
@@ -184,7 +220,12 @@ class AssistantMessage(Vertical):
             self._update_title()
 
     async def _write(self, kind: str, text: str) -> None:
-        if kind == "thinking":
+        if kind in ("tool_call", "note"):
+            if self._side is None:  # text without its open: be lenient
+                await self._open(kind)
+            assert self._side is not None
+            self._side.write(text)
+        elif kind == "thinking":
             if self._thought is None:
                 self._thought = await self._new_thought()
             self._thought.write(text)
@@ -328,6 +369,7 @@ EXAMPLES = (
     "Is 9.11 bigger than 9.9?",
     "Alice has 3 brothers and 2 sisters. How many sisters does her brother have?",
 )
+
 
 class ExamplePrompt(Static, can_focus=True):
     """A clickable example prompt (Enter works too when it has focus)."""

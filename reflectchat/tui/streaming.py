@@ -42,7 +42,8 @@ class EventBuffer:
 
 
 def merge_text(events: list[SectionEvent]) -> list[tuple[str, str, str, bool]]:
-    """Collapse runs of text events of one kind into one item: (type, kind, text, complete).
+    """Collapse runs of text events of one kind into one item: (type, kind, text, complete);
+    for an `open`, `text` is the section's label (a tool call's recipient).
 
     A batch of hundreds of one-token events becomes a handful of appends."""
     out: list[tuple[str, str, str, bool]] = []
@@ -59,7 +60,7 @@ def merge_text(events: list[SectionEvent]) -> list[tuple[str, str, str, bool]]:
         if parts:
             out.append(("text", kind, "".join(parts), True))
             parts = []
-        out.append((event.type, event.kind, "", event.complete))
+        out.append((event.type, event.kind, event.label, event.complete))
     if parts:
         out.append(("text", kind, "".join(parts), True))
     return out

@@ -13,8 +13,8 @@ from typing import Any
 
 from reflectchat.core.chat.attachments import attachment_block
 from reflectchat.core.chat.store import Conversation, ConversationSummary
+from reflectchat.core.chat.store_rows import parsed_reply
 from reflectchat.core.reply.sanitize import escape_controls
-from reflectchat.core.reply.sections import parse
 
 # json escapes C0 controls itself. The rest of what a terminal could act on is escaped by
 # hand: DEL and C1 controls (8-bit CSI/OSC), bidi embeddings/overrides/isolates, the Unicode
@@ -54,12 +54,14 @@ def to_dict(conversation: Conversation) -> dict[str, Any]:
         if m.attachments:
             item["attachments"] = [a.to_dict() for a in m.attachments]
         if m.role == "assistant":
-            parsed = parse(m.content).to_dict()
+            parsed = parsed_reply(m).to_dict()
             item.update(
                 answer=parsed["answer"],
                 thinking=parsed["thinking"],
                 reflections=parsed["reflections"],
+                tool_calls=parsed["tool_calls"],
                 sections=parsed["sections"],
+                format=parsed["format"],
                 model=m.model,
                 params=m.params,
                 finish_reason=m.finish_reason,
@@ -94,7 +96,7 @@ def to_markdown(conversation: Conversation, *, details: bool = True) -> str:
                     f"{attachment_block(a)}\n\n</details>\n"
                 )
             continue
-        parsed = parse(m.content)
+        parsed = parsed_reply(m)
         out.append("## Assistant\n")
         if details:
             for section in parsed.sections:

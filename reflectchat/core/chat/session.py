@@ -257,7 +257,12 @@ class ChatSession:
                 sections=result.parsed.to_dict()["sections"],
                 answer=result.parsed.answer,
                 model=result.model,
-                params=asdict(self.params),
+                # What a later render needs to show it the same: the format it was parsed in.
+                params=asdict(self.params)
+                | {
+                    "format": result.parsed.format,
+                    "thinking_incomplete": result.parsed.thinking_incomplete,
+                },
                 finish_reason=result.finish_reason,
                 stats=result.stats.to_dict(),
                 reply_to=reply_to,

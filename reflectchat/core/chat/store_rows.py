@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reflectchat.core.chat.attachments import Attachment
+from reflectchat.core.reply.formats import UnknownFormatError
+from reflectchat.core.reply.sections import ParsedReply, parse, reply_from_sections
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,24 @@ class StoredMessage:
     # Fields whose stored value could not be read (left None/empty rather than failing the
     # whole conversation); `content` is what a renderer falls back on.
     damaged: tuple[str, ...] = ()
+
+
+def parsed_reply(message: StoredMessage) -> ParsedReply:
+    """An assistant message split as it was shown: from its stored sections and format (so a
+    server's reasoning and every format render the same later), else parsed from the raw text
+    in the format it was recorded with."""
+    params = message.params or {}
+    fmt = params.get("format") if isinstance(params.get("format"), str) else None
+    if message.sections:
+        return reply_from_sections(
+            message.sections,
+            fmt or "auto",
+            thinking_incomplete=bool(params.get("thinking_incomplete")),
+        )
+    try:
+        return parse(message.content, fmt=fmt)
+    except UnknownFormatError:  # written by a newer reflectchat that knows more formats
+        return parse(message.content)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ class GenerationParams:
     max_tokens: int = 1024
     # Constrain decoding to <thinking>…</thinking><output>…</output>.
     strict_format: bool = False
+    # A reasoning format's name (`--format`): overrides what the engine detected.
+    reasoning_format: str | None = None
 
 
 @dataclass
@@ -108,11 +110,15 @@ class Started:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     prefill: str = ""
+    format: str = ""  # the reasoning format the engine detected (core/reply/detect.py)
 
 
 @dataclass(frozen=True)
 class Delta:
     text: str
+    # A server's own reasoning channel (`reasoning_content`): thinking as it is, never parsed
+    # for markers, so a `</think>` inside it cannot end the thinking early.
+    reasoning: bool = False
 
 
 @dataclass(frozen=True)

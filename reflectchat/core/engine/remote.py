@@ -3,9 +3,9 @@ llama.cpp's llama-server, llama-cpp-python's server, Ollama, hosted APIs) throug
 client — no home-made HTTP.
 
 - Servers with a reasoning parser send `reasoning_content` (or `reasoning`) deltas apart from
-  `content`; they are wrapped in `<think>…</think>` so the section parser, the history and the
-  display treat them exactly like a local model's thinking. Tags inside `content` go through the
-  parser as usual.
+  `content`; they go out as reasoning deltas, straight into the thinking section as text (never
+  re-wrapped in tags, so a `</think>` inside them is just text). Markers inside `content`
+  (harmony, `<think>`) go through the format parser, chosen from the served model's name.
 - Every wait is bounded: `connect_timeout` for each TCP connect, `read_timeout` for the whole wait
   until the server starts answering (retries included) and for any silence mid-stream. Defaults
   5 s and 30 s; an endpoint profile sets its own, REFLECTCHAT_REMOTE_TIMEOUT overrides both.
@@ -48,6 +48,8 @@ from reflectchat.core.engine.base import (
     StreamEvent,
 )
 from reflectchat.core.errors import NetworkError
+from reflectchat.core.reply.detect import Detection, format_for_name
+from reflectchat.core.reply.format_catalog import AUTO
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 TIMEOUT_ENV = "REFLECTCHAT_REMOTE_TIMEOUT"
@@ -384,7 +386,7 @@ class RemoteBackend:
         # retries) wins over the plain "did not answer in time".
         kind, value = reader.next(cancel, deadline + 0.5)
         if kind == "cancelled" or (kind == "error" and isinstance(value, _Cancelled)):
-            yield Started()
+            yield Started(format=self.reasoning.format.name)
             yield Finished("cancelled", GenerationStats(total_s=clock.elapsed()))
             return
         if kind == "timeout":
@@ -393,11 +395,10 @@ class RemoteBackend:
             if isinstance(value, self._openai.OpenAIError):
                 raise self._error(value, limits) from None
             raise RemoteError(f"the request to {where} failed ({type(value).__name__})")
-        yield Started()
+        yield Started(format=self.reasoning.format.name)
         limit = params.max_tokens if params.max_tokens and params.max_tokens > 0 else None
         reason: FinishReason = "stop"
         got_chunk = False
-        thinking = False
         usage = None
         error: str | None = None
         finished_by_server = False
@@ -455,18 +456,12 @@ class RemoteBackend:
                         # The server went past max_tokens: stop reading, as a local model does.
                         stop_here = True
                         break
-                text = ""
-                if reasoning:
-                    if not thinking:
-                        text, thinking = "<think>", True
-                    text += reasoning
-                if delta.content:
-                    if thinking:
-                        text, thinking = text + "</think>", False
-                    text += delta.content
-                if text:
+                if reasoning or delta.content:
                     clock.token()  # a chunk stands for a token when the server sends no usage
-                    yield Delta(text)
+                if reasoning:
+                    yield Delta(reasoning, reasoning=True)
+                if delta.content:
+                    yield Delta(delta.content)
                 if choice.finish_reason:
                     finished_by_server = True
                 if choice.finish_reason == "length":
@@ -475,13 +470,19 @@ class RemoteBackend:
                 reason = "length"
                 break
         reader.abort()
-        if thinking:
-            yield Delta("</think>")
         stats = clock.stats(
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else None,
         )
         yield Finished(reason, stats, error)
+
+    @property
+    def reasoning(self) -> Detection:
+        """The reasoning format, from the served model's name (`auto` then detects it from
+        the stream itself)."""
+        return format_for_name(self.model_name) or Detection(
+            AUTO, "the served model's name names no format: detected from the stream"
+        )
 
     def _timeout_error(self, limits: Timeouts) -> RemoteError:
         return RemoteError(

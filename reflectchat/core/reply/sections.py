@@ -46,6 +46,7 @@ __all__ = [
     "SectionKind",
     "SectionParser",
     "parse",
+    "reply_from_sections",
     "resolve_format",
 ]
 
@@ -605,6 +606,25 @@ def _summarize(sections: list[Section], thinking_incomplete: bool, fmt: str) -> 
         format=fmt,
         tool_calls=[s.text.strip() for s in sections if s.kind == "tool_call"],
     )
+
+
+def reply_from_sections(
+    items: list[dict[str, Any]], fmt: str = "auto", *, thinking_incomplete: bool = False
+) -> ParsedReply:
+    """A reply rebuilt from its stored sections (`to_dict()["sections"]`), so a later render
+    is the one the user saw, whatever the format (and a server's reasoning, which has no
+    markers in the raw text)."""
+    kinds = set(_KINDS)
+    sections = [
+        Section(
+            item["kind"] if item.get("kind") in kinds else "text",
+            str(item.get("text", "")),
+            label=str(item.get("label", "")),
+        )
+        for item in items
+        if isinstance(item, dict)
+    ]
+    return _summarize(sections, thinking_incomplete, fmt)
 
 
 def parse(text: str, prefill: str = "", fmt: ReasoningFormat | str | None = None) -> ParsedReply:

@@ -70,28 +70,43 @@ class ReplyStream:
     cached_tokens: int = 0
 
     def __iter__(self) -> Iterator[SectionEvent]:
-        parser = SectionParser()
+        override = self.params.reasoning_format
+        parser = SectionParser(fmt=override)
         chunks: list[str] = []
         prefill = ""
         finished: Finished | None = None
+        # The engine gets its own token, so a leaked turn boundary can stop it without the
+        # reply counting as cancelled by the user.
+        engine_cancel = CancelToken()
+        unhook = self.cancel.on_cancel(engine_cancel.cancel)
+        turn_over = False
         try:
-            with _closing(self.backend.stream(self.messages, self.params, self.cancel)) as events:
+            stream = self.backend.stream(self.messages, self.params, engine_cancel)
+            with _closing(stream) as events:
                 for event in events:
                     if type(event) is Delta:
-                        chunks.append(event.text)
-                        parsed = parser.feed(event.text)
+                        if event.reasoning:
+                            parsed = parser.feed_reasoning(event.text)
+                        else:
+                            chunks.append(event.text)
+                            parsed = parser.feed(event.text)
                         if parsed:
                             yield from parsed
+                        if parser.ended and not turn_over:
+                            turn_over = True  # what follows is not this reply
+                            engine_cancel.cancel()
                     elif type(event) is Started:
                         self.prompt_tokens = event.prompt_tokens
                         self.cached_tokens = event.cached_tokens
-                        if event.prefill:
-                            prefill = event.prefill
-                            parser = SectionParser(prefill=prefill)
+                        prefill = event.prefill
+                        parser = SectionParser(prefill, override or event.format or None)
                     elif type(event) is Finished:
                         finished = event
+                        if turn_over and not self.cancel.cancelled:
+                            finished = Finished("stop", event.stats, event.error)
             yield from parser.finish()
         finally:
+            unhook()
             # Also reached when the consumer stops early or a second Ctrl+C interrupts: what
             # was written so far is kept, marked cancelled.
             if finished is None:
@@ -130,9 +145,9 @@ def _closing(events: Iterator[StreamEvent]) -> Iterator[Iterator[StreamEvent]]:
             close()
 
 
-def result_from_text(text: str, model: str = "") -> ReplyResult:
+def result_from_text(text: str, model: str = "", fmt: str | None = None) -> ReplyResult:
     """A finished reply built from raw tagged text (for `view`: no model involved)."""
-    parser = SectionParser()
+    parser = SectionParser(fmt=fmt)
     parser.feed(text)
     parser.finish()
     return ReplyResult(

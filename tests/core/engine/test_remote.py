@@ -40,10 +40,36 @@ def backend_for(fake: FakeOpenAI, **kwargs: float) -> RemoteBackend:
 def test_reasoning_content_becomes_the_thinking_section(fake: FakeOpenAI) -> None:
     fake.mode = "reasoning"
     result = ReplyStream(backend_for(fake), USER, GenerationParams()).run()
-    assert result.raw_text == "<think>Let me think.</think>Hello there."
+    assert result.raw_text == "Hello there."  # the content; the reasoning is its own section
     assert result.parsed.thinking == "Let me think."
     assert result.parsed.answer == "Hello there."
+    assert [s.kind for s in result.parsed.sections] == ["thinking", "text"]
     assert result.finish_reason == "stop"
+
+
+def test_markers_inside_reasoning_content_are_text(fake: FakeOpenAI) -> None:
+    # issue 10: a reasoning chunk holding </think> or <output> used to end the thinking early,
+    # because reasoning was re-wrapped in <think> tags and parsed again.
+    fake.mode = "reasoning"
+    fake.reasoning = ["Should I write </think> here", " or <output>?", " No."]
+    fake.reply = ["<|im_end|> is not shown", " either"]
+    result = ReplyStream(backend_for(fake), USER, GenerationParams()).run()
+    assert result.parsed.thinking == "Should I write </think> here or <output>? No."
+    assert result.parsed.answer == ""  # the leaked end of turn ends the reply at once
+    assert result.finish_reason == "stop"
+
+
+def test_harmony_in_content_parses_by_the_served_name(fake: FakeOpenAI) -> None:
+    fake.reply = [
+        "<|channel|>analysis<|message|>Think </think> more<|end|>",
+        "<|start|>assistant<|channel|>final<|message|>4<|return|>",
+    ]
+    fake.models = ["openai/gpt-oss-20b"]
+    backend = RemoteBackend(Endpoint(fake.url, "openai/gpt-oss-20b", api_key_env="FAKE_KEY"))
+    result = ReplyStream(backend, USER, GenerationParams()).run()
+    assert result.parsed.format == "harmony"
+    assert result.parsed.thinking == "Think </think> more"
+    assert result.parsed.answer == "4"
 
 
 def test_tags_inside_content_still_parse(fake: FakeOpenAI) -> None:
