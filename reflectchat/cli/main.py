@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(commands, _Parser)
     add_config_parser(commands, _Parser)
     add_tool_parsers(commands)
+    # eval parses its own flags (cli/eval_cmd.py): its module is imported only when it runs
+    eval_cmd = commands.add_parser("eval", help="measure accuracy with and without reflection, "
+                                   "with 95%% error bars", add_help=False, prefix_chars="\0")
+    eval_cmd.add_argument("eval_argv", nargs="*")  # fmt: skip
     presets = commands.add_parser(
         "presets",
         help="list the writing presets (--preset NAME)",
@@ -251,6 +255,10 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from reflectchat.cli.history import run_history
 
         return run_history(args)
+    if args.command == "eval":
+        from reflectchat.cli.eval_cmd import run_eval_argv
+
+        return run_eval_argv(args.eval_argv, debug=args.debug)
     if args.command == "presets":
         from reflectchat.cli.presets_cmd import run_presets
 
