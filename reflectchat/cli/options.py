@@ -70,6 +70,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         seed=flag("seed"),
         max_tokens=flag("max_tokens", DEFAULT_MAX_TOKENS),
         strict_format=flag("strict_format"),
+        reasoning_format=flag("reasoning_format"),
         keep_reasoning=bool(flag("keep_reasoning", False)),
         preset=flag("preset_obj"),
         n_ctx=flag("ctx"),

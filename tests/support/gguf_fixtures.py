@@ -12,7 +12,7 @@ import os
 import random
 import shutil
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -95,6 +95,42 @@ def write_reflection_token_gguf(src: Path, dst: Path) -> Path:
             for token_id in REFLECTION_TAG_IDS:
                 types[token_id] = TOKEN_TYPE_CONTROL
             return types
+        return value
+
+    return rewrite_gguf(src, dst, edit)
+
+
+HARMONY_TOKENS = (
+    "<|start|>",
+    "<|channel|>",
+    "<|message|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|constrain|>",
+)
+
+
+def write_control_token_gguf(
+    src: Path, dst: Path, tokens: Sequence[str], *, template: str | None = None
+) -> Path:
+    """Copy SmolLM2's GGUF with spare vocabulary ids 3, 4, … renamed to ``tokens`` as CONTROL
+    tokens (harmony's or Magistral's markers), and optionally another chat template."""
+    ids = range(3, 3 + len(tokens))
+
+    def edit(key: str, value: object) -> object:
+        if key == "tokenizer.ggml.tokens":
+            vocab = list(cast("Iterable[object]", value))
+            for token_id, text in zip(ids, tokens, strict=True):
+                vocab[token_id] = text
+            return vocab
+        if key == "tokenizer.ggml.token_type":
+            types = list(cast("Iterable[object]", value))
+            for token_id in ids:
+                types[token_id] = TOKEN_TYPE_CONTROL
+            return types
+        if key == "tokenizer.chat_template" and template is not None:
+            return template
         return value
 
     return rewrite_gguf(src, dst, edit)

@@ -55,6 +55,7 @@ class SessionOptions:
     seed: int | None = None
     max_tokens: int = DEFAULT_MAX_TOKENS
     strict_format: bool | None = None
+    reasoning_format: str | None = None  # `--format NAME`: instead of the detected format
     keep_reasoning: bool = False
     preset: Preset | None = None  # a writing preset: its part follows the system prompt
     # loading a local model
@@ -132,6 +133,7 @@ def generation_params(options: SessionOptions, entry: CatalogEntry | None) -> Ge
         seed=options.seed,
         max_tokens=options.max_tokens,
         strict_format=strict,
+        reasoning_format=options.reasoning_format,
     )
 
 

@@ -52,6 +52,7 @@ class CatalogEntry:
     name: str
     prompt_style: str = "none"
     strict_format: bool = False
+    format: str | None = None  # its reasoning format (core/reply/format_catalog.py)
     special_tags: bool = False
     temperature: float = 0.7
     top_p: float = 0.95

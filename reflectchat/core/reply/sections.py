@@ -160,6 +160,19 @@ def _tables(fmt: ReasoningFormat) -> dict[str, _Table]:
             + ([Marker(fmt.header_end, "header")] if fmt.header_end else []),
         ),
     }
+    # Untagged answer text after a finished thinking: a quoted `<think>` or `</think>` is text
+    # (a second thinking closer is a pre-fill clue only where markers are special tokens,
+    # which a model cannot write by quoting).
+    out["answer"] = _table(
+        fmt,
+        [
+            m
+            for m in plain
+            if m.action != "switch"
+            and not (m.action == "open" and m.kind in REASONING_KINDS | {"note"})
+            and not (m.action == "close" and m.kind == "thinking" and not fmt.special_tokens)
+        ],
+    )
     for kind in VERBATIM_KINDS:
         closers = [m for m in plain if m.action == "close" and m.kind == kind]
         out[f"verbatim:{kind}"] = _table(fmt, closers + special)
@@ -203,6 +216,7 @@ class SectionParser:
         "_sections",
         "_stack",
         "_started",
+        "_thought_done",
         "_tables",
         "_ws",
         "ended",
@@ -223,6 +237,7 @@ class SectionParser:
         self._finished = False
         self._started = False  # anything but whitespace seen: `at_start` markers are over
         self._reasoning_stream = False  # the open thinking came from feed_reasoning()
+        self._thought_done = False  # a thinking section has been closed by its marker
         self.ended = False  # a turn boundary came: the rest is not this reply
         self._kind: SectionKind = "text"
         self._caches: dict[str, dict[str, SectionEvent]] = {k: {} for k in _KINDS}
@@ -326,8 +341,10 @@ class SectionParser:
         if self._header is not None:
             return self._tables["header"]
         stack = self._stack
-        if not stack or stack == ["text"]:
+        if not stack:
             return self._tables["top" if self._started else "start"]
+        if stack == ["text"]:
+            return self._tables["answer" if self._thought_done else "top"]
         inner = stack[-1]
         if inner in VERBATIM_KINDS:
             return self._tables[f"verbatim:{inner}"]
@@ -341,21 +358,20 @@ class SectionParser:
         while pos < n and not self.ended:
             table = self._context()
             found = table.regex.search(buf, pos) if table.regex is not None else None
+            stop = found.start() if found is not None else self._held_from(buf, pos, table)
+            if stop > pos:
+                self._emit(buf[pos:stop], out)
+                pos = stop
+                if self._context() is not table:
+                    continue  # that text opened a section: what follows is read in its context
             if found is None:
-                hold = self._held_from(buf, pos, table)
-                if hold > pos:
-                    self._emit(buf[pos:hold], out)
-                self._pending = buf[hold:]
+                self._pending = buf[pos:]
                 return
             start, end = found.span()
             # A longer marker may still start here (`<|channel>` vs `<|channel>thought`).
             if n - start < table.maxlen and self._fmt.fold(buf[start:]) in table.prefixes:
-                if start > pos:
-                    self._emit(buf[pos:start], out)
                 self._pending = buf[start:]
                 return
-            if start > pos:
-                self._emit(buf[pos:start], out)
             text = found.group()
             marker = self._fmt.marker(text)
             if marker is None and self._header is not None:
@@ -575,6 +591,7 @@ class SectionParser:
                 self._last_thinking = None
                 stack.pop()
                 out.append(_CLOSE_EVENTS["thinking", done])
+                self._thought_done = self._thought_done or done
             else:
                 self._close(kind, done, out)
         self._reasoning_stream = False
