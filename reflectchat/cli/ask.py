@@ -55,7 +55,7 @@ def read_prompt(args: argparse.Namespace) -> tuple[str, tuple[Attachment, ...]]:
             raise UsageError(not_utf8("the prompt", exc.object[exc.start])) from None
     elif sys.stdin is not None and stdin_is_data(_fileno(sys.stdin)):
         # Only a pipe or a file: a terminal or /dev/null is never waited on.
-        text = _read_stdin()
+        text = read_piped_text()
         if text.strip():
             piped.append(Attachment(STDIN_NAME, text))
     check_utf8(prompt, "the prompt")
@@ -71,7 +71,7 @@ def _fileno(stream: Any) -> int:
         return -1
 
 
-def _read_stdin() -> str:
+def read_piped_text() -> str:
     """Piped text, bounded and checked like an attached file."""
     where = "cannot add the piped text"
     buffer = getattr(sys.stdin, "buffer", None)

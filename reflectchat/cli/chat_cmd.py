@@ -19,6 +19,16 @@ def add_chat_parser(commands: Any, add_model_options: Any) -> None:
     )
     add_model_options(chat)
     chat.add_argument(
+        "--prompt", metavar="TEXT", help="send TEXT as the first message when the app opens"
+    )
+    chat.add_argument(
+        "-a",
+        "--attach",
+        action="append",
+        metavar="FILE",
+        help="attach a text file to the first message (repeatable); piped text is attached too",
+    )
+    chat.add_argument(
         "--keep-thinking-open",
         action="store_true",
         help="keep the thinking panel open while the answer streams (default: it folds)",
@@ -30,6 +40,7 @@ def run_chat(args: argparse.Namespace) -> int:
 
     theme = apply_config(args).get("theme")
     options = session_options(args)
+    attachments = _first_message_attachments(args)
     if options.endpoint is not None:
         options.endpoint = _name_the_model(options.endpoint)
         options.model = options.endpoint.model
@@ -44,10 +55,52 @@ def run_chat(args: argparse.Namespace) -> int:
             theme=theme,
             store=store,
             store_error=store_error,
+            prompt=args.prompt,
+            attachments=attachments,
         )
     finally:
         if store is not None:
             store.close()
+
+
+def _first_message_attachments(args: argparse.Namespace) -> tuple[Any, ...]:
+    """--attach files and piped text, for the first message; checked before the app opens, so
+    a bad file is a one-line error. Piped text is read whole, then the terminal becomes the
+    app's input again (`cat notes.md | reflectchat chat --prompt "Summarize"`)."""
+    from reflectchat.cli.ask import read_piped_text
+    from reflectchat.cli.options import check_utf8
+    from reflectchat.core.chat.attachments import (
+        STDIN_NAME,
+        Attachment,
+        read_attachments,
+        stdin_is_data,
+    )
+
+    check_utf8(args.prompt, "--prompt")
+    files = read_attachments(args.attach or ())
+    if not stdin_is_data(0):
+        return tuple(files)
+    text = read_piped_text()
+    _reattach_terminal()
+    piped = [Attachment(STDIN_NAME, text)] if text.strip() else []
+    return (*piped, *files)
+
+
+def _reattach_terminal() -> None:
+    """After reading a pipe, the app reads keys from the controlling terminal instead."""
+    import os
+    import sys
+
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        raise UsageError(
+            "the chat app needs a terminal to read keys from, and there is none (piped text "
+            'without one: reflectchat ask "PROMPT")'
+        ) from None
+    os.dup2(fd, 0)
+    os.close(fd)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115  (fd 0 stays open)
 
 
 def _name_the_model(endpoint: Any) -> Any:

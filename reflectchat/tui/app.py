@@ -28,6 +28,7 @@ from reflectchat.core.chat.session import ChatSession
 from reflectchat.core.chat.store import Store, StoreError
 from reflectchat.core.engine.base import Backend
 from reflectchat.core.reply.sanitize import strip_controls
+from reflectchat.tui.attachments import pending_note
 from reflectchat.tui.commands import UNSET, Commands, SystemChoice
 from reflectchat.tui.conversations import Conversations
 from reflectchat.tui.loading import (
@@ -112,6 +113,7 @@ class ChatApp(App[None]):
         self.context_used: int | None = None
         self.last_rate: float | None = None
         self.initial_theme: str | None = None
+        self.initial_prompt: str | None = None  # `chat --prompt`: sent once the app is up
         self.exit_signal: int | None = None  # SIGTERM/SIGHUP: the app is on its way out
         self.loader = ModelLoader(self, backend_factory)
         self.replies = Replies(self)
@@ -189,6 +191,10 @@ class ChatApp(App[None]):
             self.loader.start(self.model_spec)
         self.prompt_input.focus()
         self.stop_signals.catch()
+        if self.initial_prompt and self.initial_prompt.strip():
+            await self.send(self.initial_prompt)  # waits for the model if it is loading
+        elif self.replies.attachments:
+            self.say(pending_note(self.replies.attachments))
         # Everything alive now (Python, Textual, the stylesheet) lives as long as the app: keep
         # it out of the garbage collector's way, so each collection while a reply streams only
         # scans what the reply created. (20,000 tokens: ~20% faster, and linear again.)

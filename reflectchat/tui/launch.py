@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from reflectchat.core.chat.attachments import Attachment
 from reflectchat.core.chat.setup import SessionOptions
 from reflectchat.core.chat.store import Store
 from reflectchat.tui.app import ChatApp
@@ -16,6 +19,8 @@ def run_chat(
     theme: str | None = None,
     store: Store | None = None,
     store_error: str | None = None,
+    prompt: str | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> int:
     """Run the app until the user quits. The caller owns (and closes) the store."""
     chat = ChatOptions.from_session(
@@ -31,5 +36,7 @@ def run_chat(
     )
     if theme:
         app.initial_theme = theme
+    app.initial_prompt = prompt
+    app.replies.attachments = list(attachments)  # they go with the first message
     app.run()
     return app.return_code or 0

@@ -151,3 +151,73 @@ def test_on_the_demo_model_an_attachment_too_big_for_the_context(tmp_path: Path)
     assert proc.returncode == 1 and proc.stdout == b"" and err.count("\n") == 1, err
     assert "with its 1 attachment (" in err and "15,000 characters)" in err
     assert "plus 64 for the reply, but the context holds 512; attach less" in err
+
+
+# -- chat -------------------------------------------------------------------------------------
+
+
+def test_chat_checks_its_attachments_before_opening(tmp_path: Path) -> None:
+    binary = tmp_path / "x.bin"
+    binary.write_bytes(b"\x00")
+    proc = subprocess.run(
+        cli("chat", "-a", str(binary), "--prompt", "hi"),
+        capture_output=True, env=run_env(), timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    one_line_error(proc, "cannot attach", "looks binary")
+
+
+def test_chat_with_piped_text_and_no_terminal_says_so() -> None:
+    # A new session has no controlling terminal: the app would have nowhere to read keys.
+    proc = subprocess.run(
+        cli("chat", "--prompt", "Summarize"),
+        input=b"some text", capture_output=True, env=run_env(), timeout=60,
+        start_new_session=True,
+    )  # fmt: skip
+    one_line_error(proc, "needs a terminal", "reflectchat ask")
+
+
+def test_chat_on_a_terminal_takes_piped_text_then_reads_keys_from_the_terminal(
+    tmp_path: Path,
+) -> None:
+    """`cat notes | reflectchat chat --prompt …` on the real demo model: the pipe is read, the
+    first message goes with it, and the app then reads keys from the terminal (Ctrl+Q quits)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import termios
+    import time
+
+    main_fd, child_fd = pty.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(child_fd, termios.TIOCSCTTY, 0)
+
+    env = run_env(COLUMNS="120", LINES="40", TERM="xterm-256color")
+    proc = subprocess.Popen(
+        cli("chat", "--prompt", "Summarize", "--max-tokens", "8", "--no-save"),
+        stdin=subprocess.PIPE, stdout=child_fd, stderr=child_fd, env=env,
+        preexec_fn=controlling_terminal, pass_fds=(child_fd,),
+    )  # fmt: skip
+    os.close(child_fd)
+    assert proc.stdin is not None
+    proc.stdin.write(b"The meeting moved to Thursday.\n")
+    proc.stdin.close()
+    seen = b""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and b"stopped at the token" not in seen:
+            ready, _, _ = select.select([main_fd], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(main_fd, 65536)
+                except OSError:
+                    break
+        assert b"Attached: stdin" in seen and b"stopped at the token" in seen, seen[-2000:]
+        os.write(main_fd, b"\x11")  # Ctrl+Q: keys come from the terminal, not the pipe
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main_fd)

@@ -194,3 +194,21 @@ def test_the_demo_note_points_to_models_pull_and_says_whether_it_fits(
     gpu = GpuDevice("H200", "CUDA", 141 * 10**9, 140 * 10**9)
     monkeypatch.setattr(demo_note, "MACHINE", lambda: (8 * 10**9, [gpu]))
     assert demo_note.fit_sentence().endswith("140.0 GB of GPU memory free: it fits here.")
+
+
+def test_chat_prompt_and_attachments_are_the_first_message() -> None:
+    """`reflectchat chat --prompt TEXT -a FILE` (launch sets these before the app runs)."""
+    backend = scripted("<output>ok</output>")
+    app = ChatApp(backend=backend, store=Store(), options=ChatOptions())
+    app.initial_prompt = "Summarize"
+    app.replies.attachments = [Attachment("stdin", "piped text\n")]
+
+    async def body(app: ChatApp, pilot: Any) -> None:
+        await wait_for_reply(app, pilot)
+        assert backend.calls[0][-1].content == with_attachments(
+            "Summarize", (Attachment("stdin", "piped text\n"),)
+        )
+        assert app.chat.query_one(AttachmentsBlock)
+        assert app.replies.attachments == []
+
+    drive(app, body)
