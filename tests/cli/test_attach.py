@@ -221,3 +221,18 @@ def test_chat_on_a_terminal_takes_piped_text_then_reads_keys_from_the_terminal(
         if proc.poll() is None:
             proc.kill()
         os.close(main_fd)
+
+
+def test_history_show_folds_attachments_and_strips_their_controls(
+    tmp_path: Path, scripted: Path
+) -> None:
+    evil = tmp_path / "evil\x1b]0;pwned\x07.txt"
+    evil.write_text("payload \x1b[2J here\n")
+    done = ask("Read it", "-a", str(evil), "--json", scripted=scripted)
+    cid = json.loads(done.stdout)["conversation_id"]
+    shown = subprocess.run(
+        cli("history", "show", str(cid)), capture_output=True, env=run_env(), timeout=60
+    )
+    out = shown.stdout.decode()
+    assert shown.returncode == 0 and "\x1b" not in out and "\x07" not in out
+    assert "<details><summary>Attached: " in out and "payload" in out
