@@ -303,3 +303,41 @@ def test_chat_app_markdown_shows_deep_nesting(markdown: str, words: list[str]) -
         return re.sub(r"<[^>]+>", "", svg).replace("&#160;", " ")
 
     assert words_in_order(asyncio.run(screen()), words)
+
+
+# -- other formats (issue 10) -------------------------------------------------------------------
+
+HARMONY_TOOL_CALL = (
+    "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>"
+    'commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>'
+    "<|start|>assistant<|channel|>final<|message|>It is sunny.<|return|>"
+)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_tool_calls_are_a_labelled_block_never_the_answer(chunk: int | None) -> None:
+    screen = render(HARMONY_TOOL_CALL, chunk)
+    assert "⚙ Tool call → functions.get_weather" in screen
+    assert '{"city":"Paris"}' in screen
+    assert "It is sunny." in screen
+    assert "<|" not in screen and "|>" not in screen
+    assert screen.index("Tool call") < screen.index("It is sunny.")
+
+
+def test_view_of_a_stored_tool_call_and_budget_note() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=80, markup=False, highlight=False)
+    seed = (
+        "<seed:think>Eggs.<seed:cot_budget_reflect>Used 129 tokens."
+        "</seed:cot_budget_reflect>18.</seed:think>**Answer:** 18"
+    )
+    render_parsed(console, result_from_text(seed, fmt="seed-oss").parsed, show_reasoning=True)
+    render_parsed(
+        console, result_from_text(HARMONY_TOOL_CALL).parsed, show_reasoning=False
+    )  # hidden reasoning still names the tool call, folded to its label
+    screen = out.getvalue()
+    assert "Budget note" in screen and "Used 129 tokens." in screen
+    assert "Answer: 18" in screen
+    assert "⚙ Tool call → functions.get_weather" in screen
+    assert '{"city"' not in screen.split("Tool call")[-1]
+    assert "seed:" not in screen

@@ -658,3 +658,40 @@ def test_chat_with_a_remote_server_shows_reasoning_content_as_thinking() -> None
         # the served Reflection model got its catalog system prompt, as a local one would
         assert sent["messages"][0]["role"] == "system"
         assert "<reflection>" in sent["messages"][0]["content"]
+
+
+# -- other reasoning formats (issue 10) ---------------------------------------------------------
+
+
+def test_harmony_reply_shows_thinking_tool_call_and_answer_apart_and_reopens_the_same() -> None:
+    from reflectchat.tui.messages import ToolCallBlock
+
+    harmony = (
+        "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>"
+        'commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}'
+        "<|call|><|start|>assistant<|channel|>final<|message|>It is sunny.<|return|>"
+    )
+    store = Store()
+    app = ChatApp(backend=scripted(harmony), store=store)
+
+    async def body(app: ChatApp, pilot: Any) -> None:
+        reply = await ask(app, pilot, "Weather in Paris?")
+        assert reply.answer_source.strip() == "It is sunny."
+        [block] = reply.query(ToolCallBlock)
+        assert "functions.get_weather" in str(block.title)
+        assert '{"city":"Paris"}' in block.text.text
+        assert reply.panel is not None
+        assert "Need the weather." in "".join(p.text for p in reply.parts)
+
+    drive(app, body)
+    [summary] = store.list_conversations()
+    stored = store.get_conversation(summary.id).messages[1]
+    assert stored.params is not None and stored.params["format"] == "harmony"
+    from reflectchat.core.chat.store_rows import parsed_reply
+
+    again = parsed_reply(stored)
+    assert (again.thinking, again.answer, again.tool_calls) == (
+        "Need the weather.",
+        "It is sunny.",
+        ['{"city":"Paris"}'],
+    )
