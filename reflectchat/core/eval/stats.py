@@ -123,3 +123,63 @@ def _summary(model: str, condition: str, suite: str, items: Sequence[dict[str, A
 def _mean(values: Iterable[float]) -> float:
     values = list(values)
     return sum(values) / len(values) if values else 0.0
+
+
+def difference_ci(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
+    """A 95% interval for the difference of two accuracies, k1/n1 − k2/n2: Newcombe's hybrid
+    score interval (1998, method 10), built from the two Wilson intervals. It treats the two
+    as independent samples, which is conservative when both ran on the same items."""
+    if n1 <= 0 or n2 <= 0:
+        return (-1.0, 1.0)
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1)
+    l2, u2 = wilson(k2, n2)
+    d = p1 - p2
+    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return (max(-1.0, low), min(1.0, high))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One accuracy against another on the same suite: `condition` on `model` minus `versus`
+    (another condition on the same model, or the same condition on another model)."""
+
+    suite: str
+    model: str
+    condition: str
+    versus_model: str
+    versus_condition: str
+    difference: float
+    ci95: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "model": self.model,
+            "condition": self.condition,
+            "versus_model": self.versus_model,
+            "versus_condition": self.versus_condition,
+            "difference": round(self.difference, 4),
+            "ci95": [round(self.ci95[0], 4), round(self.ci95[1], 4)],
+        }
+
+
+def compare(rows: Sequence[Summary]) -> list[Comparison]:
+    """Per suite: each model's first condition against each of its other conditions (reflect
+    − plain), and each condition on the first model against the same on each other model
+    (Q5 − Q3)."""
+    found: list[Comparison] = []
+    models = list(dict.fromkeys(r.model for r in rows))
+    conditions = list(dict.fromkeys(r.condition for r in rows))
+    by_key = {(r.model, r.condition, r.suite): r for r in rows}
+    for suite in dict.fromkeys(r.suite for r in rows):
+        pairs = [((m, conditions[0]), (m, c)) for m in models for c in conditions[1:]]
+        pairs += [((models[0], c), (m, c)) for c in conditions for m in models[1:]]
+        for (m1, c1), (m2, c2) in pairs:
+            a, b = by_key.get((m1, c1, suite)), by_key.get((m2, c2, suite))
+            if a is None or b is None:
+                continue
+            ci = difference_ci(a.correct, a.n, b.correct, b.n)
+            found.append(Comparison(suite, m1, c1, m2, c2, a.accuracy - b.accuracy, ci))
+    return found

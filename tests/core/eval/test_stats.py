@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from reflectchat.core.eval.stats import summarize, wilson
+from reflectchat.core.eval.stats import compare, difference_ci, summarize, wilson
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,35 @@ def test_one_suite_has_no_all_row() -> None:
     rows = summarize([_record("reflect", "aiw", True), _record("plain", "aiw", True)])
     assert [r.suite for r in rows] == ["aiw", "aiw"]
     assert summarize([]) == []
+
+
+def test_difference_interval_matches_newcombe() -> None:
+    # Newcombe (1998), Table II, example (a): 56/70 − 48/80 = 0.2000, method 10: 0.0524, 0.3339
+    lo, hi = difference_ci(56, 70, 48, 80)
+    assert math.isclose(lo, 0.0524, abs_tol=1e-4) and math.isclose(hi, 0.3339, abs_tol=1e-4)
+    # example (d): 10/10 − 0/10 = 1, method 10: 0.6075, 1.0
+    lo, hi = difference_ci(10, 10, 0, 10)
+    assert math.isclose(lo, 0.6075, abs_tol=1e-4) and hi == 1.0
+    lo, hi = difference_ci(3, 10, 3, 10)
+    assert lo < 0 < hi and math.isclose(-lo, hi)
+
+
+def test_comparisons_of_conditions_and_of_models() -> None:
+    records = [
+        _record("reflect", "aiw", True, model="q5"), _record("reflect", "aiw", True, model="q5"),
+        _record("plain", "aiw", False, model="q5"), _record("plain", "aiw", True, model="q5"),
+        _record("reflect", "aiw", False, model="q3"), _record("reflect", "aiw", True, model="q3"),
+        _record("plain", "aiw", False, model="q3"), _record("plain", "aiw", False, model="q3"),
+    ]  # fmt: skip
+    found = [
+        (c.model, c.condition, c.versus_model, c.versus_condition, c.difference)
+        for c in compare(summarize(records))
+    ]
+    assert found == [
+        ("q5", "reflect", "q5", "plain", 0.5),
+        ("q3", "reflect", "q3", "plain", 0.5),
+        ("q5", "reflect", "q3", "reflect", 0.5),
+        ("q5", "plain", "q3", "plain", 0.5),
+    ]
+    one = compare(summarize(records))[0]
+    assert one.ci95 == difference_ci(2, 2, 1, 2) and one.to_dict()["versus_condition"] == "plain"
