@@ -178,11 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
     view = commands.add_parser(
         "view",
         help="show tagged text from any source the way ask does",
-        description="Parse raw reasoning-model text (a file, or stdin) and show it like ask.",
+        description="Parse a reasoning model's reply (raw text, an OpenAI-compatible JSON "
+        "response or a captured SSE stream; a file, or stdin) and show it like ask.",
     )
     view.add_argument("file", nargs="?", default="-", help="a text file, or '-' for stdin")
     view.add_argument("--json", action="store_true", help="print the parsed sections as JSON")
     view.add_argument("--reasoning", choices=("show", "hide"))
+    view.add_argument(
+        "--format",
+        metavar="NAME",
+        help="the reasoning format (reflectchat formats lists them; default: from the pasted "
+        "response's model name, else from the text)",
+    )
+    formats = commands.add_parser(
+        "formats",
+        help="list the reasoning formats (--format NAME) and how each is recognised",
+        description="List every known reasoning format: who writes it, what it looks like, "
+        "and how it is recognised (chat template, special tokens, model name, text).",
+    )
+    formats.add_argument("--json", action="store_true", help="print them as JSON")
     return parser
 
 
@@ -267,6 +281,10 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from reflectchat.cli.view import run_view
 
         return run_view(args)
+    if args.command == "formats":
+        from reflectchat.cli.formats_cmd import run_formats
+
+        return run_formats(args)
     return None
 
 

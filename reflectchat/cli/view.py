@@ -1,4 +1,5 @@
-"""`reflectchat view`: show tagged text from any source exactly as `ask` would.
+"""`reflectchat view`: show a reply from any source exactly as `ask` would: raw text, an
+OpenAI-compatible JSON response or a captured SSE stream (decoded by core/reply/wire.py).
 
 Never imports llama_cpp: viewing text needs no model.
 """
@@ -11,8 +12,9 @@ from pathlib import Path
 
 from reflectchat.cli.errors import CliError
 from reflectchat.core.chat.export import to_json
-from reflectchat.core.errors import EXIT_USAGE
-from reflectchat.core.reply.stream import result_from_text
+from reflectchat.core.errors import EXIT_FAILURE, EXIT_USAGE
+from reflectchat.core.reply.sanitize import strip_controls
+from reflectchat.core.reply.wire import choose_format, decode_pasted, parse_pasted
 from reflectchat.core.units import MiB, format_bytes
 
 # Text to view is a reply, not a disk image: a bound keeps `view /dev/zero` from eating memory.
@@ -69,11 +71,24 @@ def read_source(name: str) -> str:
 
 def run_view(args: argparse.Namespace) -> int:
     text = read_source(args.file)
-    result = result_from_text(text)
+    pasted = decode_pasted(text)
+    if pasted.error and not pasted.pieces and not pasted.tool_calls:
+        raise CliError(f"the pasted response is the server's error: {pasted.error}", EXIT_FAILURE)
+    detection = choose_format(pasted, getattr(args, "format", None))
+    parsed = parse_pasted(pasted, detection)
     if args.json:
-        body = result.to_dict()
-        for key in ("model", "finish_reason", "stats"):
-            body.pop(key)
+        body = parsed.to_dict()
+        if pasted.model:
+            body["model"] = pasted.model
+        if pasted.finish_reason:
+            body["finish_reason"] = pasted.finish_reason
+        if pasted.error:
+            body["error"] = pasted.error
+        body["input"] = {
+            "kind": pasted.kind,
+            "format_reason": detection.reason,
+            "skipped_lines": pasted.skipped,
+        }
         print(to_json(body))
         return 0
     on_terminal = sys.stdout.isatty()
@@ -84,10 +99,25 @@ def run_view(args: argparse.Namespace) -> int:
         from reflectchat.cli.render import render_parsed
 
         render_parsed(
-            Console(highlight=False, markup=False, emoji=False), result.parsed, show_reasoning=show
+            Console(highlight=False, markup=False, emoji=False), parsed, show_reasoning=show
         )
     else:
         from reflectchat.cli.plain import write_plain
 
-        write_plain(sys.stdout, result.parsed, show_reasoning=show)
+        write_plain(sys.stdout, parsed, show_reasoning=show)
+    _notes(pasted.skipped, pasted.finish_reason, pasted.error)
     return 0
+
+
+def _notes(skipped: int, finish_reason: str | None, error: str | None) -> None:
+    """What the reader should know about the pasted stream, one line each on stderr."""
+    notes = []
+    if skipped:
+        lines = "line" if skipped == 1 else "lines"
+        notes.append(f"skipped {skipped} {lines} of the stream that held no event")
+    if finish_reason == "length":
+        notes.append("the reply was cut off by its token limit (finish_reason: length)")
+    if error:
+        notes.append(f"the stream ended with the server's error: {error}")
+    for note in notes:
+        print(f"reflectchat: note: {' '.join(strip_controls(note).split())}", file=sys.stderr)

@@ -183,7 +183,16 @@ def test_view_shows_markup_literally_and_strips_escapes(tmp_path: Path) -> None:
     assert proc.stdout == "use [/INST] and red\n"
     data = json.loads(run("view", str(reply), "--json").stdout)
     assert data["thinking"] == "[bold]x[/bold]"
-    assert set(data) == {"answer", "thinking", "reflections", "sections", "thinking_incomplete"}
+    assert set(data) == {
+        "format",
+        "answer",
+        "thinking",
+        "reflections",
+        "tool_calls",
+        "sections",
+        "thinking_incomplete",
+        "input",  # raw text: no model or finish_reason, which pasted JSON/SSE may give
+    }
 
 
 def test_view_splits_a_deepseek_transcript() -> None:
