@@ -81,12 +81,11 @@ def run_formats(args: argparse.Namespace) -> int:
         return 0
     print_table(
         [
-            Column("name"),
-            Column("format", wrap=True),
-            Column("models", wrap=True),
+            Column("name"),  # what --format takes; the title is in --json
+            Column("models", wrap=True, overflow="fold"),
             Column("looks like", wrap=True, overflow="fold"),
             Column("recognised by", wrap=True, overflow="fold"),
         ],
-        [[fmt.name, fmt.title, fmt.models, fmt.example, describe(fmt)] for fmt in FORMATS],
+        [[fmt.name, fmt.models, fmt.example, describe(fmt)] for fmt in FORMATS],
     )
     return 0

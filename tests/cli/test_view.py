@@ -345,12 +345,12 @@ def test_formats_json_lists_every_format(capsys: pytest.CaptureFixture[str]) -> 
 def test_formats_table_piped(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["formats"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("\t") == ["name", "format", "models", "looks like", "recognised by"]
+    assert lines[0].split("\t") == ["name", "models", "looks like", "recognised by"]
     rows = [line.split("\t") for line in lines[1:]]
     assert [r[0] for r in rows] == [f.name for f in FORMATS]
-    assert all(len(r) == 5 and all(r) for r in rows)
+    assert all(len(r) == 4 and all(r) for r in rows)
     seed = rows[[r[0] for r in rows].index("seed-oss")]
-    assert "tokens <seed:think>" in seed[4] and "name matches /seed-?oss/" in seed[4]
+    assert "tokens <seed:think>" in seed[3] and "name matches /seed-?oss/" in seed[3]
 
 
 def test_formats_on_a_terminal_needs_no_model_and_stays_light() -> None:
