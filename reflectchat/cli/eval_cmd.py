@@ -444,9 +444,10 @@ def _report(
     interrupted: bool,
     out_path: Path | None,
 ) -> None:
-    from reflectchat.core.eval.stats import summarize
+    from reflectchat.core.eval.stats import ALL_SUITES, compare, summarize
 
     rows = summarize(records)
+    comparisons = compare(rows)
     if args.json:
         from reflectchat.core.chat.export import to_json
 
@@ -454,6 +455,7 @@ def _report(
             to_json(
                 {
                     "conditions": [r.to_dict() for r in rows],
+                    "comparisons": [c.to_dict() for c in comparisons],
                     "items_scored": len(records),
                     "seed": args.seed if args.seed is not None else DEFAULT_SEED,
                     "interrupted": interrupted,
@@ -473,8 +475,35 @@ def _report(
           ("n", "acc", "95% CI", "think", "refl", "changed", "unparsed", "s", "tok/s")),
     ]  # fmt: skip
     print_table(columns, [table_row(r) for r in rows])
+    if sys.stdout.isatty():  # (a pipe gets the table alone, tab-separated; --json has them)
+        suites = {c.suite for c in comparisons}
+        for c in comparisons:
+            if ALL_SUITES in suites and c.suite != ALL_SUITES:
+                continue  # several suites: the overall differences only
+            print(comparison_line(c))
     if interrupted:
         print("(partial: the run was interrupted)")
+
+
+def comparison_line(c: Any) -> str:
+    """ "reflect − plain on smollm2, all suites: −5 points (95% CI −20 to +10)"."""
+    from reflectchat.core.reply.sanitize import strip_controls
+
+    if c.model == c.versus_model:
+        what = f"{c.condition} − {c.versus_condition} on {c.model}"
+    else:
+        what = f"{c.model} − {c.versus_model} under {c.condition}"
+    suite = "all suites" if c.suite == "all" else c.suite
+    low, high = (round(x * 100) for x in c.ci95)
+    line = (
+        f"{what}, {suite}: {_signed(round(c.difference * 100))} points "
+        f"(95% CI {_signed(low)} to {_signed(high)})"
+    )
+    return " ".join(strip_controls(line).split())  # model names come from servers too
+
+
+def _signed(points: int) -> str:
+    return f"+{points}" if points > 0 else f"−{-points}" if points < 0 else "0"
 
 
 def table_row(s: Any) -> list[str]:

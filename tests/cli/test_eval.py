@@ -108,6 +108,9 @@ def test_json_out_file_and_table(tmp_path: Path, isolated_home: Path) -> None:
     assert all(set(r) >= FIELDS for r in rows)
     assert all(r["n"] == 3 and r["unparsed"] == 0 for r in rows[:4])
     assert data["items_scored"] == 12 and data["interrupted"] is False
+    overall = [c for c in data["comparisons"] if c["suite"] == "all"]
+    assert [(c["condition"], c["versus_condition"]) for c in overall] == [("reflect", "plain")]
+    assert overall[0]["difference"] == 0 and overall[0]["ci95"][0] < 0 < overall[0]["ci95"][1]
     records = lines(out)
     assert len(records) == 12
     first = records[0]
@@ -335,4 +338,5 @@ def test_ctrl_c_prints_the_partial_table_and_resume_finishes(tmp_path: Path) -> 
     records = lines(out)
     assert records[: len(scored)] == scored  # what was scored before is not redone
     assert len({(r["condition"], r["id"]) for r in records}) == len(records) == 6
-    assert "partial" not in text and "reflect" in text and "plain" in text
+    assert "partial" not in text
+    assert "reflect − plain on smollm2, letters: " in text  # the difference, with its interval
