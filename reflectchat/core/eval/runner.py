@@ -58,8 +58,10 @@ class Condition:
 
     def options(self, base: SessionOptions, entry: CatalogEntry | None = None) -> SessionOptions:
         options = dataclasses.replace(base, **self.settings)
-        if self.name == REFLECT and not options.explicit_system and not system_prompt(
-            options, entry
+        if (
+            self.name == REFLECT
+            and not options.explicit_system
+            and not system_prompt(options, entry)
         ):
             # A model with no reasoning prompt of its own (an unknown GGUF, a served model)
             # would run `reflect` exactly like `plain`: ask it to reflect, in the standard words.
