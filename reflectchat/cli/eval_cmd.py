@@ -206,6 +206,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from reflectchat.core.eval.runner import EvalRun, record_key
 
     models: list[str | None] = list(args.model or [])
+    twice = next((m for i, m in enumerate(models) if m in models[:i]), None)
+    if twice is not None:
+        raise UsageError(f"-m {twice} is given twice")
     _prepare(args)
     apply_config(args)
     if not models:

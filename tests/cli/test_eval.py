@@ -5,6 +5,7 @@ Ctrl+C then --resume on a real pty. Runs are kept small (n of 2-3, short --max-t
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -180,6 +181,7 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         (("--resume", str(garbage)), "line 1 is not a record of `reflectchat eval --out`"),
         (("--temperature", "hot"), "--temperature"),
         (("--bogus",), "unrecognized arguments: --bogus"),
+        (("-m", "smollm2", "-m", "smollm2"), "-m smollm2 is given twice"),
     ]
     for args, message in cases:
         assert_one_line_error(run(*args, env=env), 2, message)
@@ -218,6 +220,25 @@ def test_model_output_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "\x1b" not in proc.stdout + proc.stderr
     assert lines(out)[0]["raw"].startswith("\x1b]52")  # the file keeps it, JSON-escaped
     assert "\x1b" not in out.read_text(encoding="utf-8")
+
+
+def test_sigterm_stops_with_the_partial_table_and_143(tmp_path: Path) -> None:
+    env = scripted(tmp_path, "Answer: 3")
+    out = tmp_path / "run.jsonl"
+    proc = subprocess.Popen(cli("eval", "--suite", "aiw", "-n", "100000", "--out", str(out)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and f"continue with --resume {out}" in stderr
+    header, *rows = stdout.splitlines()
+    assert header.startswith("model\tcondition")
+    assert rows[-1] == "(partial: the run was interrupted)"
+    assert len(lines(out)) < 200_000
 
 
 # -- the real demo model --------------------------------------------------------------------
@@ -327,6 +348,7 @@ def test_ctrl_c_prints_the_partial_table_and_resume_finishes(tmp_path: Path) -> 
     text = term.output.decode("utf-8", "replace")
     assert status == 130, text
     assert "Traceback" not in text
+    assert "eta" in text  # the progress bar was drawn
     assert "condition" in text and "95% CI" in text  # the partial table
     assert "partial" in text and f"--resume {out}" in text
     scored = lines(out)

@@ -47,8 +47,19 @@ def condition_settings(name: str) -> dict[str, Any] | None:
     if name == REFLECT:
         return {}
     if name == PLAIN:
-        return {"no_system": True, "system": None, "preset": None, "strict_format": False}
+        settings: dict[str, Any] = {
+            "no_system": True,
+            "system": None,
+            "preset": None,
+            "strict_format": False,
+        }
+        if "think" in _OPTION_FIELDS:  # thinking control: the model's own switch, where it has one
+            settings["think"] = False
+        return settings
     return None
+
+
+_OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(SessionOptions))
 
 
 @dataclass(frozen=True)

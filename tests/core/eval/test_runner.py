@@ -90,8 +90,11 @@ def test_conditions_are_session_options_and_each_item_is_one_fresh_turn() -> Non
 
 def test_the_mapping_a_think_switch_plugs_into() -> None:
     assert condition_settings("reflect") == {}
-    assert condition_settings("plain") == {"no_system": True, "system": None, "preset": None,
-                                           "strict_format": False}  # fmt: skip
+    plain = condition_settings("plain")
+    assert plain is not None
+    assert plain.items() >= {"no_system": True, "system": None, "strict_format": False}.items()
+    # with thinking control in the session options, plain turns the model's thinking off too
+    assert plain.get("think", False) is False
     assert condition_settings("hot") is None
     hot = Condition("hot", {"temperature": 1.5, "system": "Be brief."})
     options = hot.options(SessionOptions(temperature=0.2, max_tokens=64))
