@@ -9,7 +9,7 @@ CVE-2024-34359), drive `Llama.generate` token by token and detokenize with speci
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +38,13 @@ from reflectchat.core.engine.llama_glue import (
     LLAMA_LOG,
     TokenDecoder,
     Vocab,
-    compile_grammar,
     extra_buffers_allowed,
     model_params,
     random_seed,
     register_rpc_servers,
     sampling,
 )
+from reflectchat.core.engine.sampler import TokenSampler
 from reflectchat.core.host.llama_build import accelerator_name, gpu_offload_supported
 from reflectchat.core.host.machine import available_ram, gpu_devices
 from reflectchat.core.models.fit import (
@@ -341,14 +341,14 @@ class LlamaBackend:
         cached = self._shared_prefix(tokens)
         yield Started(prompt_tokens=n_prompt, cached_tokens=cached, prefill=_prefill(prompt))
 
-        llm = self.llm
-        llm.set_seed(params.seed if params.seed is not None else random_seed())
-        grammar = compile_grammar(self._grammar_text) if params.strict_format else None
+        seed = params.seed if params.seed is not None else random_seed()
+        grammar = self._grammar_text if params.strict_format else None
+        sampler = TokenSampler(self.llm, sampling(params), seed, grammar)
         budget = min(params.max_tokens, self.n_ctx - n_prompt)
         decoder = self.decoder()
         is_eog = self.vocab.is_eog
         reason: FinishReason = "length"
-        generator = llm.generate(tokens, **sampling(params), grammar=grammar)
+        generator = self._decode(tokens, sampler)
         try:
             if budget > 0:
                 for token in generator:
@@ -368,10 +368,41 @@ class LlamaBackend:
                         break
         finally:
             generator.close()
+            sampler.close()
         tail = decoder.flush()
         if tail:
             yield Delta(tail)
         yield Finished(reason, clock.stats(prompt_tokens=n_prompt, cached_tokens=cached))
+
+    def _decode(self, tokens: list[int], sampler: TokenSampler) -> Generator[int, None, None]:
+        """The decode loop: evaluate what the KV cache lacks of the prompt, then per step choose
+        one token (`_next_token`), hand it out, and evaluate it — unless the caller stops."""
+        self._evaluate_prompt(tokens)
+        while True:
+            token = self._next_token(sampler)
+            yield token
+            self.llm.eval([token])
+
+    def _next_token(self, sampler: TokenSampler) -> int:
+        """One step: the token the sampler draws under the grammar's current state, accepted
+        into that state. A token forced from outside (say, a budget closing the thinking) would
+        be accepted here instead of a sampled one, after `sampler.allows(token)`."""
+        token = sampler.sample()
+        sampler.accept(token)
+        return token
+
+    def _evaluate_prompt(self, tokens: list[int]) -> None:
+        """Keep the KV cache's longest shared prefix and evaluate the rest, as `Llama.generate`
+        does; at least the last prompt token is evaluated again, for fresh logits."""
+        llm = self.llm
+        keep = self._shared_prefix(tokens)
+        if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm.n_tokens = keep
+        else:  # nothing shared, or a model whose cache can't be cut (recurrent)
+            llm.reset()
+            keep = 0
+        llm._requires_eval = True  # what Llama.generate checks before trusting cached logits
+        llm.eval(tokens[keep:])
 
     def _shared_prefix(self, tokens: list[int]) -> int:
         """How many prompt tokens the KV cache already holds (llama-cpp-python reuses them)."""

@@ -147,12 +147,6 @@ def sampling(params: GenerationParams) -> dict[str, Any]:
     }
 
 
-def compile_grammar(text: str) -> Any:
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_string(text, verbose=False)
-
-
 def random_seed() -> int:
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
 
