@@ -295,18 +295,18 @@ def _items(args: argparse.Namespace) -> list[Any]:
     return items
 
 
-def _loader(args: argparse.Namespace) -> Callable[[Any], Any]:
+def _loader(args: argparse.Namespace) -> Callable[[Any, Any], Any]:
     from reflectchat.cli.scripted_hook import scripted_backend_from_env  # tests, benchmarks
     from reflectchat.core.engine.llama import LLAMA_LOG
     from reflectchat.core.eval.runner import Loaded, load_model
 
     LLAMA_LOG.echo = bool(args.debug)
 
-    def load(options: Any) -> Any:
+    def load(options: Any, progress: Any = None) -> Any:
         scripted = scripted_backend_from_env()
         if scripted is not None:
             return Loaded(scripted, None, options.model or "scripted")
-        return load_model(options)
+        return load_model(options, progress)
 
     return load
 

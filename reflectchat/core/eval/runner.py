@@ -19,6 +19,7 @@ from typing import Any
 
 from reflectchat.core.chat.prompts import REFLECTION_SYSTEM_PROMPT
 from reflectchat.core.chat.setup import (
+    Progress,
     SessionOptions,
     generation_params,
     load_local,
@@ -28,6 +29,7 @@ from reflectchat.core.chat.setup import (
 )
 from reflectchat.core.chat.store import Store
 from reflectchat.core.engine.base import Backend, CancelToken, ContextOverflowError
+from reflectchat.core.errors import ReflectchatError
 from reflectchat.core.eval.checking import check, expected
 from reflectchat.core.eval.suites import Item
 from reflectchat.core.models.resolve import CatalogEntry, entry_for_file, resolve_model
@@ -99,15 +101,16 @@ class Loaded:
     label: str
 
 
-def load_model(options: SessionOptions) -> Loaded:
-    """The model `options` names, local or remote, as `ask` loads it."""
+def load_model(options: SessionOptions, progress: Progress | None = None) -> Loaded:
+    """The model `options` names, local or remote, as `ask` loads it (`progress` returning
+    False aborts a local load)."""
     if options.endpoint is not None:
         backend = load_remote(options.endpoint, options.model)
         name = backend.resolve_model_name()  # the name the server gave
         # a served Reflection model gets its prompt and sampling like a local one
         return Loaded(backend, entry_for_file(Path(name)), name)
     model = resolve_model(options.model)
-    return Loaded(load_local(model, options), model.entry, options.model or model.spec)
+    return Loaded(load_local(model, options, progress), model.entry, options.model or model.spec)
 
 
 def record_key(record: dict[str, Any]) -> tuple[str, str, str]:
@@ -127,7 +130,7 @@ def thinking_tokens(result: ReplyResult) -> int:
     return round(result.stats.completion_tokens * reasoning / total)
 
 
-Loader = Callable[[SessionOptions], Loaded]
+Loader = Callable[[SessionOptions, Progress | None], Loaded]
 OnRecord = Callable[[dict[str, Any]], None]
 
 
@@ -153,17 +156,23 @@ class EvalRun:
                 break
             if self.on_model is not None:
                 self.on_model(spec or "the default model")
-            loaded = self.load(dataclasses.replace(self.base, model=spec))
+            try:
+                # a Ctrl+C while a big model loads stops the load, not just the run after it
+                loaded = self.load(dataclasses.replace(self.base, model=spec), self._loading)
+            except ReflectchatError:
+                if self.cancel.cancelled:
+                    break  # stopped by the user, not failed
+                raise
             try:
                 self._run_model(loaded)
             finally:
                 # Free a big model before the next one loads (two 40 GB models don't fit).
-                close = getattr(loaded.backend, "close", None)
                 del loaded
-                if callable(close):
-                    close()
                 gc.collect()
         return self.records
+
+    def _loading(self, fraction: float) -> bool:
+        return not self.cancel.cancelled
 
     def pending(self, labels: Sequence[str]) -> int:
         """How many items are left to score for these model names."""

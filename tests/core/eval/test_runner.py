@@ -20,6 +20,7 @@ from reflectchat.core.engine.base import (
     Message,
     StreamEvent,
 )
+from reflectchat.core.errors import ModelError
 from reflectchat.core.eval.runner import (
     Condition,
     EvalRun,
@@ -41,7 +42,7 @@ class Recording(ScriptedBackend):
     """Remembers the sampling parameters of each call too."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         self.params: list[GenerationParams] = []
 
     def stream(
@@ -51,10 +52,10 @@ class Recording(ScriptedBackend):
         return super().stream(messages, params, cancel)
 
 
-def _loader(backend: ScriptedBackend, loads: list[str | None] | None = None):  # type: ignore[no-untyped-def]
+def _loader(backend: ScriptedBackend, loads: list[str | None] | None = None):
     entry = load_catalog()["smollm2"]  # a reflection-style model whose default is strict format
 
-    def load(options: SessionOptions) -> Loaded:
+    def load(options: SessionOptions, progress: object = None) -> Loaded:
         if loads is not None:
             loads.append(options.model)
         return Loaded(backend, entry, options.model or "smollm2")
@@ -105,7 +106,7 @@ def test_reflect_asks_a_model_without_a_reasoning_prompt_to_reflect() -> None:
     items = generate("aiw", 1, seed=0)
     backend = ScriptedBackend(["Answer: 1"])
 
-    def load(options: SessionOptions) -> Loaded:
+    def load(options: SessionOptions, progress: object = None) -> Loaded:
         return Loaded(backend, None, "served-model")  # no catalog entry: no prompt of its own
 
     conditions = [*builtin_conditions(), Condition("mine", {"system": "Be brief."})]
@@ -152,7 +153,7 @@ def test_cancel_stops_without_scoring_the_reply_in_flight() -> None:
     cancel = CancelToken()
 
     class CancelsMidReply(ScriptedBackend):
-        def stream(self, messages, params, cancel_token=None):  # type: ignore[no-untyped-def,override]
+        def stream(self, messages, params, cancel_token=None):
             for n, event in enumerate(super().stream(messages, params, cancel_token)):
                 if len(self.calls) == 3 and n == 2:
                     cancel.cancel()  # Ctrl+C while the third reply streams
@@ -166,11 +167,35 @@ def test_cancel_stops_without_scoring_the_reply_in_flight() -> None:
     assert len(backend.calls) == 3  # nothing asked after the cancel, nor of the second model
 
 
+def test_ctrl_c_while_a_model_loads_stops_the_load_and_the_run() -> None:
+    cancel = CancelToken()
+    asked: list[bool] = []
+
+    def load(options: SessionOptions, progress) -> Loaded:
+        asked.append(progress(0.1))  # loading goes on
+        cancel.cancel()  # Ctrl+C
+        if progress(0.2) is False:  # llama.cpp aborts the load and it fails
+            raise ModelError("llama.cpp could not load big.gguf: aborted")
+        raise AssertionError("the load was not told to stop")
+
+    run = EvalRun(SessionOptions(), builtin_conditions(), generate("aiw", 2, 0), cancel=cancel,
+                  load=load)  # fmt: skip
+    assert run.run(["big", "bigger"]) == [] and asked == [True]
+
+    def fails(options: SessionOptions, progress: object) -> Loaded:
+        raise ModelError("no such model")
+
+    with pytest.raises(ModelError):  # a failure that is not a Ctrl+C is still one
+        EvalRun(SessionOptions(), builtin_conditions(), generate("aiw", 2, 0), load=fails).run(
+            ["x"]
+        )
+
+
 def test_a_prompt_too_long_for_the_context_is_scored_wrong_and_the_run_goes_on() -> None:
     items = generate("letters", 2, seed=0)
 
     class Overflows(ScriptedBackend):
-        def stream(self, messages, params, cancel=None):  # type: ignore[no-untyped-def,override]
+        def stream(self, messages, params, cancel=None):
             if len(self.calls) == 0:
                 self.calls.append(messages)
                 raise ContextOverflowError("the message needs 9000 tokens")
