@@ -217,9 +217,15 @@ def run_eval(args: argparse.Namespace) -> int:
     items = _items(args)
     conditions = parse_conditions(args.condition)
     out_path = args.out or args.resume
+    if out_path is not None and any(_same_file(out_path, f) for f in args.file or ()):
+        raise UsageError(f"--out {out_path} is an items file of this run; write elsewhere")
     earlier = read_records(args.resume) if args.resume else []
     wanted = {(c.name, i.id) for c in conditions for i in items}
     resumed = [r for r in earlier if (r["condition"], r["id"]) in wanted]
+    if earlier and not resumed:
+        print(f"reflectchat: none of the {len(earlier)} items in {args.resume} belong to this run "
+              "(another --seed, --suite, --file or --condition?); starting afresh, keeping them",
+              file=sys.stderr)  # fmt: skip
     base = session_options(args)
     base.seed = args.seed if args.seed is not None else DEFAULT_SEED
     base.no_save = True
@@ -268,6 +274,13 @@ def run_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return stopped.exit_code or EXIT_INTERRUPTED
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _prepare(args: argparse.Namespace) -> None:

@@ -168,6 +168,8 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     env = scripted(tmp_path, "Answer: 1")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "answer": 1}\n{"prompt": "b"}\n', encoding="utf-8")
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "a", "answer": 1}\n', encoding="utf-8")
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("hello\n{}\n", encoding="utf-8")
     cases = [
@@ -182,9 +184,11 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         (("--temperature", "hot"), "--temperature"),
         (("--bogus",), "unrecognized arguments: --bogus"),
         (("-m", "smollm2", "-m", "smollm2"), "-m smollm2 is given twice"),
+        (("--file", str(good), "--out", str(good)), "is an items file of this run"),
     ]
     for args, message in cases:
         assert_one_line_error(run(*args, env=env), 2, message)
+    assert good.read_text(encoding="utf-8") == '{"prompt": "a", "answer": 1}\n'  # untouched
 
 
 def test_resume_skips_what_was_scored_and_drops_a_cut_line(tmp_path: Path) -> None:
@@ -206,6 +210,11 @@ def test_resume_skips_what_was_scored_and_drops_a_cut_line(tmp_path: Path) -> No
     # a resumed run with nothing left only reports
     again = run("--suite", "aiw", "-n", "3", "--resume", str(out), "--json", env=env)
     assert again.returncode == 0 and len(lines(out)) == 6
+    # a resume file from another run: said, and kept
+    moved = run("--suite", "arith", "-n", "1", "--resume", str(out), "--json", env=env)
+    assert moved.returncode == 0 and "none of the 6 items" in moved.stderr
+    assert len(lines(out)) == 8
+    out.write_text("\n".join(whole) + "\n", encoding="utf-8")
     # --resume into another --out: the new file is whole
     other = tmp_path / "other.jsonl"
     proc = run("--suite", "aiw", "-n", "4", "--resume", str(out), "--out", str(other), env=env)
