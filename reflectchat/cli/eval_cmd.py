@@ -262,13 +262,16 @@ def run_eval(args: argparse.Namespace) -> int:
             except ReflectchatError as exc:  # e.g. the second model fails to load
                 error = exc
         interrupted = interrupted or cancel.cancelled
-    records = [*resumed, *run.records]
+    # what was resumed, for this run's models (a local model's name is its -m; a served or
+    # default one's is known once it has loaded)
+    labels = {*run.labels, *(m for m in models if m and args.endpoint is None)}
+    records = [*(r for r in resumed if r["model"] in labels), *run.records]
     if records or not error:
         _report(args, records, interrupted=interrupted, out_path=out_path)
     if error is not None:
         raise error
     if interrupted:
-        done, left = len(records), total - len(records)
+        done, left = len(records), max(0, total - len(records))
         hint = f"; continue with --resume {out_path}" if out_path else " (use --out to keep them)"
         print(f"reflectchat: interrupted: {done} of {total} items scored, {left} left{hint}",
               file=sys.stderr)  # fmt: skip

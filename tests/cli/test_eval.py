@@ -215,6 +215,13 @@ def test_resume_skips_what_was_scored_and_drops_a_cut_line(tmp_path: Path) -> No
     assert moved.returncode == 0 and "none of the 6 items" in moved.stderr
     assert len(lines(out)) == 8
     out.write_text("\n".join(whole) + "\n", encoding="utf-8")
+    # another model's records in the file are kept there, and left out of this run's table
+    other_model = run("-m", "other", "--suite", "aiw", "-n", "3", "--resume", str(out), "--json",
+                      env=env)  # fmt: skip
+    assert other_model.returncode == 0, other_model.stderr
+    assert {r["model"] for r in json.loads(other_model.stdout)["conditions"]} == {"other"}
+    assert len(lines(out)) == 12
+    out.write_text("\n".join(whole) + "\n", encoding="utf-8")
     # --resume into another --out: the new file is whole
     other = tmp_path / "other.jsonl"
     proc = run("--suite", "aiw", "-n", "4", "--resume", str(out), "--out", str(other), env=env)

@@ -149,6 +149,7 @@ class EvalRun:
     on_record: OnRecord | None = None
     on_model: Callable[[str], None] | None = None  # a model is about to load
     records: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # the models loaded, as results name them
 
     def run(self, models: Sequence[str | None]) -> list[dict[str, Any]]:
         for spec in models:
@@ -163,6 +164,7 @@ class EvalRun:
                 if self.cancel.cancelled:
                     break  # stopped by the user, not failed
                 raise
+            self.labels.append(loaded.label)
             try:
                 self._run_model(loaded)
             finally:
