@@ -230,6 +230,11 @@ def _stream_reply(
             file=sys.stderr,
         )
 
+    switch = getattr(backend, "thinking_switch", None)
+    if callable(switch):  # what --think/--effort could not do for this model, said plainly
+        for note in switch(stream.params).notes:
+            print(f"reflectchat: note: {note}", file=sys.stderr)
+
     renderer = None
     if on_terminal:
         from rich.console import Console

@@ -108,6 +108,15 @@ def _show(store: Store, args: argparse.Namespace) -> int:
             continue
         console.print()
         render_parsed(console, parsed_reply(message), show_reasoning=show)
+        stats = message.stats or {}
+        if stats.get("thinking_tokens"):
+            console.print(
+                Text(
+                    f"(thinking {stats['thinking_tokens']:,} tokens, answer "
+                    f"{stats.get('answer_tokens', 0):,} tokens)",
+                    style="dim",
+                )
+            )
         if message.finish_reason and message.finish_reason != "stop":
             reason = strip_controls(stop_reason_text(message.finish_reason))
             console.print(Text(f"({reason})", style="dim"))

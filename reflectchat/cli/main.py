@@ -12,13 +12,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from reflectchat import __version__
-from reflectchat.cli.chat_cmd import add_chat_parser
-from reflectchat.cli.config_cmd import add_config_parser
 from reflectchat.cli.errors import SignalExit, report_error
-from reflectchat.cli.history import add_history_parser
 from reflectchat.cli.limits import gpu_layers_flag, number_flag, whole_number_flag
-from reflectchat.cli.models import add_models_parser
-from reflectchat.cli.tools import add_tool_parsers
 from reflectchat.core.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -26,6 +21,9 @@ from reflectchat.core.errors import (
     EXIT_USAGE,
     ReflectchatError,
 )
+from reflectchat.core.reply.format_catalog import BY_NAME
+
+FORMAT_NAMES = tuple(BY_NAME)
 
 
 def _conversation_id(text: str) -> int:
@@ -84,6 +82,28 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "(on by default for the demo model)",
     )
     p.add_argument(
+        "--format",
+        dest="reasoning_format",
+        choices=FORMAT_NAMES,
+        metavar="NAME",
+        help="the reasoning format of the model's replies, instead of the detected one "
+        "(`reflectchat formats` lists them)",
+    )
+    p.add_argument(
+        "--think-budget",
+        type=whole_number_flag("think_budget"),
+        metavar="N",
+        help="end the thinking after N tokens and answer (0: answer without thinking)",
+    )
+    p.add_argument(
+        "--think",
+        choices=("on", "off"),
+        help="thinking on or off, through the model's own switch where it has one",
+    )
+    p.add_argument(
+        "--effort", choices=("low", "medium", "high"), help="thinking effort, where supported"
+    )
+    p.add_argument(
         "--reasoning",
         choices=("show", "hide"),
         help="show or hide thinking and reflections (ask's default: show on a terminal, hide "
@@ -129,7 +149,30 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The commands whose parsers live in their own modules (with those modules' imports).
+_MODULE_COMMANDS = ("chat", "history", "models", "config", "doctor", "bench")
+_COMMANDS = ("ask", *_MODULE_COMMANDS, "eval", "presets", "view", "formats")
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command the words name, if it is one (the top level's options take no values)."""
+    for word in argv:
+        if word == "--":
+            break
+        if not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; given the words, only the parser of the command they name, so
+    `ask` doesn't import the history, models and config modules just to describe them (cold
+    start: issue 12). Unknown or no command: all of them, for help and the usage error."""
+    only = _command_word(argv) if argv is not None else None
+
+    def wanted(*names: str) -> bool:
+        return only is None or only in names
+
     parser = _Parser(
         prog="reflectchat",
         description=(
@@ -159,11 +202,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--json", action="store_true", help="print one JSON object with everything")
 
-    add_chat_parser(commands, add_model_options)
-    add_history_parser(commands, _Parser)
-    add_models_parser(commands, _Parser)
-    add_config_parser(commands, _Parser)
-    add_tool_parsers(commands)
+    if wanted("chat"):
+        from reflectchat.cli.chat_cmd import add_chat_parser
+
+        add_chat_parser(commands, add_model_options)
+    if wanted("history"):
+        from reflectchat.cli.history import add_history_parser
+
+        add_history_parser(commands, _Parser)
+    if wanted("models"):
+        from reflectchat.cli.models import add_models_parser
+
+        add_models_parser(commands, _Parser)
+    if wanted("config"):
+        from reflectchat.cli.config_cmd import add_config_parser
+
+        add_config_parser(commands, _Parser)
+    if wanted("doctor", "bench"):
+        from reflectchat.cli.tools import add_tool_parsers
+
+        add_tool_parsers(commands)
     # eval parses its own flags (cli/eval_cmd.py): its module is imported only when it runs
     eval_cmd = commands.add_parser("eval", help="measure accuracy with and without reflection, "
                                    "with 95%% error bars", add_help=False, prefix_chars="\0")
@@ -201,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if sys.stdout is None:  # started with stdout closed (`>&-`): Python gives no stream at all
         report_error(

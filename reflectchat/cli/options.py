@@ -9,6 +9,7 @@ from typing import Any
 from reflectchat.core.chat.presets import find_preset
 from reflectchat.core.chat.setup import DEFAULT_MAX_TOKENS, SessionOptions
 from reflectchat.core.chat.store import ConversationNotFound
+from reflectchat.core.chat.thinking import REMOTE_THINKING_FIELDS
 from reflectchat.core.config import Config, ConfigError, load_config
 from reflectchat.core.engine.remote import Endpoint
 from reflectchat.core.errors import UsageError
@@ -42,6 +43,9 @@ def apply_config(args: argparse.Namespace) -> Config:
         setattr(args, key, config.get(key, flag))
     args.reasoning = config.get("reasoning", args.reasoning)
     args.keep_reasoning = bool(config.get("keep_reasoning", args.keep_reasoning, False))
+    args.think_budget = config.get("think_budget", getattr(args, "think_budget", None))
+    args.think = config.get("think", getattr(args, "think", None))
+    args.effort = config.get("effort", getattr(args, "effort", None))
     if args.seed == -1:  # -1 asks for a random seed, as llama.cpp's tools do
         args.seed = None
     check_utf8(args.system, "--system")
@@ -71,6 +75,9 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         max_tokens=flag("max_tokens", DEFAULT_MAX_TOKENS),
         strict_format=flag("strict_format"),
         reasoning_format=flag("reasoning_format"),
+        think_budget=flag("think_budget"),
+        think={"on": True, "off": False}.get(flag("think") or ""),
+        effort=flag("effort"),
         keep_reasoning=bool(flag("keep_reasoning", False)),
         preset=flag("preset_obj"),
         n_ctx=flag("ctx"),
@@ -98,6 +105,7 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
             extra_body=p.get("extra_body", {}),
             connect_timeout=p.get("connect_timeout"),
             read_timeout=p.get("read_timeout"),
+            thinking_fields=tuple(p.get("thinking_fields", REMOTE_THINKING_FIELDS)),
         )
     if "://" not in args.endpoint:
         known = ", ".join(profiles) or "none configured"

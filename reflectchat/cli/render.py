@@ -113,6 +113,11 @@ class TerminalRenderer:
                 self._end_line()
                 if kind == "note" and self._stack and self._stack[-1] == "thinking":
                     self.console.print(LABELS["thinking"])
+        elif event.type == "cut":
+            self._end_line()
+            why = "the thinking budget" if event.text == "budget" else "you"
+            self.console.print(Text(f"✂ thinking cut short by {why}: answering now", "dim"))
+            self._at_line_start = True
         elif event.type == "retag" and self.show_reasoning:
             self._flush_answer()
             self.console.print(Text("(the text above was the model's thinking)", "dim"))

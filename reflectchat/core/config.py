@@ -37,6 +37,7 @@ LIMITS: dict[str, tuple[int | float, int | float]] = {
     # model's own is the engine's business)
     "context": (1, 2**24),
     "max_tokens": (1, 2**24),
+    "think_budget": (0, 2**24),  # thinking tokens; 0: answer without thinking
     # ggml sizes its thread pool for GGML_MAX_N_THREADS = 512. A fixed bound rather than a
     # multiple of this machine's cores, so one config file is valid on every machine.
     "threads": (1, 512),
@@ -147,6 +148,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "top_p": (_in_range("top_p", ranged_number), "nucleus sampling"),
     "reasoning": (_choice("show", "hide"), 'show or hide thinking: "show" or "hide"'),
     "keep_reasoning": (_bool, "send earlier replies back whole, thinking included"),
+    "think_budget": (
+        _in_range("think_budget", whole_number),
+        "end the thinking after this many tokens and answer (0: no thinking)",
+    ),
+    "think": (_choice("on", "off"), 'thinking on or off, where the model has a switch: "on"/"off"'),
+    "effort": (_choice("low", "medium", "high"), 'thinking effort: "low", "medium" or "high"'),
     "theme": (_text, "the chat app's theme"),
     "endpoint": (_text, "default remote engine: a URL or the name of an [endpoints.NAME] table"),
 }
@@ -158,6 +165,7 @@ ENDPOINT_KEYS = {
     "extra_body",
     "connect_timeout",
     "read_timeout",
+    "thinking_fields",
 }
 PRESET_KEYS = ("system", "description", "temperature", "top_p")
 PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # typed after --preset and /preset
@@ -254,6 +262,13 @@ def _endpoints(value: object, text: str, path: Path) -> dict[str, dict[str, Any]
             raise ConfigError(f"{here}: 'headers' must be a table of strings")
         if not isinstance(table.get("extra_body", {}), dict):
             raise ConfigError(f"{here}: 'extra_body' must be a table")
+        fields = table.get("thinking_fields", [])
+        from reflectchat.core.chat.thinking import REMOTE_THINKING_FIELDS as known
+
+        if not isinstance(fields, list) or any(f not in known for f in fields):
+            raise ConfigError(
+                f"{here}: 'thinking_fields' must be a list of {', '.join(map(repr, known))}"
+            )
         for key in ("connect_timeout", "read_timeout"):
             seconds = table.get(key, 1)
             if (
@@ -443,4 +458,11 @@ TEMPLATE = """\
 
 def template() -> str:
     body = "\n".join(f"# {key} = …    # {help_}" for key, (_, help_) in SETTINGS.items())
+    body += (
+        "\n\n# A writing preset for --preset NAME (reflectchat presets lists them all):\n"
+        "# [presets.letter]\n"
+        '# system = "Task: write a cover letter."    # added after the system prompt\n'
+        '# description = "a cover letter"\n'
+        "# temperature = 0.6"
+    )
     return TEMPLATE.format(body=body)

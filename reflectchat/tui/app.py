@@ -67,6 +67,7 @@ class ChatApp(App[None]):
         Binding("ctrl+n", "new_chat", "New", tooltip="New chat"),
         Binding("ctrl+t", "toggle_thinking", "Thinking"),
         Binding("ctrl+r", "regenerate", "Retry"),
+        Binding("ctrl+g", "answer_now", "Answer", tooltip="Stop thinking, answer now"),
         Binding("ctrl+o", "copy_answer", "Copy", tooltip="Copy the last answer"),
         Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
         Binding("f1", "help", "Help"),
@@ -327,6 +328,11 @@ class ChatApp(App[None]):
     async def action_regenerate(self) -> None:
         await self.replies.regenerate()
 
+    def action_answer_now(self) -> None:
+        """End the thinking of the reply being written; the answer follows."""
+        if not self.replies.answer_now():
+            self.say("Nothing is being written: answer now works while the model thinks.")
+
     def action_copy_answer(self) -> None:
         answer = self.last_answer()
         if answer is None:
@@ -370,9 +376,7 @@ class ChatApp(App[None]):
     @overload
     def store_call(self, fn: Callable[..., T], *args: object, default: D) -> T | D: ...
 
-    def store_call(
-        self, fn: Callable[..., T], *args: object, default: object = None
-    ) -> T | object:
+    def store_call(self, fn: Callable[..., T], *args: object, default: object = None) -> T | object:
         """Run a store method; a failure becomes a notification and `default`."""
         try:
             return fn(*args)

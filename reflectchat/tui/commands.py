@@ -66,15 +66,15 @@ class Commands:
             app.action_copy_answer()
         elif name == "retry":
             await app.action_regenerate()
+        elif name == "answer":
+            app.action_answer_now()
         elif name == "thinking":
             app.action_toggle_thinking()
         elif name == "keep-thinking":
             self.set_keep_thinking_open(_on_off(arg, not app.keep_thinking_open))
         elif name == "reasoning":
             show = {"show": True, "hide": False}.get(arg.lower())
-            self.set_show_reasoning(
-                app.chat.has_class("-hide-reasoning") if show is None else show
-            )
+            self.set_show_reasoning(app.chat.has_class("-hide-reasoning") if show is None else show)
         elif name == "strict":
             self.set_strict_format(_on_off(arg, not app.params.strict_format))
         elif name == "theme":

@@ -130,9 +130,7 @@ class Conversations:
         async def answered(yes: bool | None) -> None:
             if not yes or app.store is None:
                 return
-            deleted = app.store_call(
-                app.store.delete_conversation, conversation_id, default=FAILED
-            )
+            deleted = app.store_call(app.store.delete_conversation, conversation_id, default=FAILED)
             if deleted is FAILED:
                 return
             app.say(f"Deleted “{title}”.")

@@ -29,11 +29,18 @@ REFLECTION_TITLE = "↻ Reflection — the model corrects itself"
 INCOMPLETE_NOTE = "… thinking incomplete: the reply ended before </thinking>"
 
 
-def thinking_title(reflections: int, *, streaming: bool, incomplete: bool) -> Content:
+def thinking_title(
+    reflections: int, *, streaming: bool, incomplete: bool, tokens: int = 0, cut: str = ""
+) -> Content:
     parts: list[str | tuple[str, str]] = [("Thinking…" if streaming else "Thinking", "bold")]
+    if tokens:
+        parts.append((f" · {tokens:,} tokens", "bold"))
     if reflections:
         noun = "reflection" if reflections == 1 else "reflections"
         parts.append((f" · {reflections} {noun}", "bold $text-warning"))
+    if cut:
+        who = "the budget" if cut == "budget" else "you"
+        parts.append((f" · cut short by {who}", "$text-warning"))
     if incomplete:
         parts.append((" · incomplete", "$text-error"))
     return Content.assemble(*parts)
@@ -87,6 +94,8 @@ class AssistantMessage(Vertical):
         self.result: ReplyResult | None = stored
         self.reflections = 0
         self.incomplete = False
+        self.thinking_tokens = 0  # live, set by the reply runner from its ReplyStream
+        self.thinking_cut = ""
         self.finished = stored is not None
         self._panel: ThinkingPanel | None = None
         self._thought: StreamedText | None = None
@@ -144,7 +153,13 @@ class AssistantMessage(Vertical):
         self.incomplete = parsed.thinking_incomplete
         panel = ThinkingPanel(
             *children,
-            title=thinking_title(self.reflections, streaming=False, incomplete=self.incomplete),  # type: ignore[arg-type]
+            title=thinking_title(  # type: ignore[arg-type]
+                self.reflections,
+                streaming=False,
+                incomplete=self.incomplete,
+                tokens=self.result.stats.thinking_tokens if self.result else 0,
+                cut=(self.result.thinking_cut or "") if self.result else "",
+            ),
             collapsed=bool(parsed.answer) and not self.keep_thinking_open,
         )
         self._panel = panel
@@ -167,6 +182,9 @@ class AssistantMessage(Vertical):
                     await self._close(kind, complete)
                 elif typ == "retag":
                     await self._retag()
+                elif typ == "cut":
+                    self.thinking_cut = text or "user"
+                    self.update_title()
 
     async def _open(self, kind: str, label: str = "") -> None:
         if kind == "tool_call":
@@ -189,7 +207,7 @@ class AssistantMessage(Vertical):
             if self._thought is not None:  # the thinking before it is complete
                 await self._thought.settle()
             self.reflections += 1
-            self._update_title()
+            self.update_title()
             text = StreamedText(classes="reflection")
             await panel.query_one(Collapsible.Contents).mount(ReflectionBlock(text))
             self._reflection = text
@@ -217,7 +235,7 @@ class AssistantMessage(Vertical):
             self._thought = None
         if not complete and kind in ("thinking", "reflection"):
             self.incomplete = True
-            self._update_title()
+            self.update_title()
 
     async def _write(self, kind: str, text: str) -> None:
         if kind in ("tool_call", "note"):
@@ -269,10 +287,14 @@ class AssistantMessage(Vertical):
             await self.mount(self._panel, before=self._answer)
         return self._panel
 
-    def _update_title(self) -> None:
+    def update_title(self) -> None:
         if self._panel is not None:
             self._panel.title = thinking_title(  # type: ignore[assignment]
-                self.reflections, streaming=not self.finished, incomplete=self.incomplete
+                self.reflections,
+                streaming=not self.finished,
+                incomplete=self.incomplete,
+                tokens=self.thinking_tokens,
+                cut=self.thinking_cut,
             )
 
     async def finish(self, result: ReplyResult | None, error: str | None = None) -> None:
@@ -287,7 +309,7 @@ class AssistantMessage(Vertical):
                 await asyncio.gather(*(s.settle() for s in [*self._segments, self._answer]))
             if result is not None and result.parsed.thinking_incomplete:
                 self.incomplete = True
-            self._update_title()
+            self.update_title()
             if self._panel is not None and not self._answer_started:
                 self._panel.collapsed = False  # nothing else to show: keep the reasoning open
             self._set_notes(result, error)

@@ -103,9 +103,7 @@ class ModelLoader:
         app = self.app
         self._end()
         app.load_error = message.error
-        app.status_line.show_model(
-            ["No model loaded — /model NAME loads one"], style="$text-error"
-        )
+        app.status_line.show_model(["No model loaded — /model NAME loads one"], style="$text-error")
         app.say(message.error, "error", title="The model could not be loaded")
         pending = app.replies.take_pending()
         if pending is not None:

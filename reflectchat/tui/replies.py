@@ -21,7 +21,7 @@ from reflectchat.core.chat.attachments import Attachment
 from reflectchat.core.chat.session import ChatSession
 from reflectchat.core.chat.store import StoreError
 from reflectchat.core.engine.base import CancelToken, EngineError
-from reflectchat.core.reply.stream import ReplyResult
+from reflectchat.core.reply.stream import ReplyResult, ReplyStream
 from reflectchat.tui.attachments import AttachmentsBlock
 from reflectchat.tui.commands import UNSET
 from reflectchat.tui.messages import AssistantMessage, UserMessage
@@ -73,6 +73,7 @@ class Replies:
         self._pending: tuple[str, AssistantMessage] | None = None  # waiting for the model
         self._active: AssistantMessage | None = None
         self._cancel: CancelToken | None = None
+        self._stream: ReplyStream | None = None  # the reply being generated, for "answer now"
         self._buffer = EventBuffer()
         self._drain_timer: Timer | None = None
         self._drain_posted = False
@@ -90,6 +91,15 @@ class Replies:
         """The prompt waiting for the model, if any; it waits no longer."""
         pending, self._pending = self._pending, None
         return pending
+
+    def answer_now(self) -> bool:
+        """End the thinking of the reply being written and let the answer follow; whether a
+        reply was being written."""
+        stream = self._stream
+        if self._cancel is None or stream is None or stream.result is not None:
+            return False
+        stream.answer_now("user")
+        return True
 
     def cancel(self) -> bool:
         """Ask the generating thread (if any) to stop; whether there was one."""
@@ -230,6 +240,7 @@ class Replies:
         except Exception as exc:
             post(ReplyFailed(reply, f"unexpected error: {type(exc).__name__}: {exc}"))
             return
+        self._stream = stream
         post(ReplyStarted(reply, session))
         error = ""
         try:
@@ -258,6 +269,10 @@ class Replies:
         reply = self._active
         if reply is None:
             return
+        stream = self._stream
+        if stream is not None and stream.thinking_tokens != reply.thinking_tokens:
+            reply.thinking_tokens = stream.thinking_tokens
+            reply.update_title()
         events = self._buffer.drain()
         if events:
             await reply.apply(events)

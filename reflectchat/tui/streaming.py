@@ -60,7 +60,8 @@ def merge_text(events: list[SectionEvent]) -> list[tuple[str, str, str, bool]]:
         if parts:
             out.append(("text", kind, "".join(parts), True))
             parts = []
-        out.append((event.type, event.kind, event.label, event.complete))
+        # an open's label (a tool call's recipient), a cut's reason
+        out.append((event.type, event.kind, event.label or event.text, event.complete))
     if parts:
         out.append(("text", kind, "".join(parts), True))
     return out

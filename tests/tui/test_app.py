@@ -695,3 +695,37 @@ def test_harmony_reply_shows_thinking_tool_call_and_answer_apart_and_reopens_the
         "It is sunny.",
         ['{"city":"Paris"}'],
     )
+
+
+def test_answer_now_mid_thinking_on_the_embedded_model() -> None:
+    # issue 11: Ctrl+G while the model thinks ends the thinking; the engine writes the closing
+    # sequence itself and the answer follows; the panel says it was cut short.
+    embedded_model_path()
+    from reflectchat.tui.loading import llama_factory
+
+    app = ChatApp(
+        backend_factory=llama_factory(SessionOptions(n_ctx=1024)),
+        store=Store(),
+        options=ChatOptions(model="smollm2", max_tokens=300, seed=3),
+    )
+
+    async def body(app: ChatApp, pilot: Any) -> None:
+        await wait_until(pilot, lambda: not app.loading, timeout=120)
+        app.prompt_input.focus()
+        app.prompt_input.load_text("Is 9.11 bigger than 9.9?")
+        await pilot.press("enter")
+        await wait_until(
+            pilot,
+            lambda: bool(replies(app)) and replies(app)[-1].thinking_tokens >= 8,
+            timeout=120,
+        )
+        await pilot.press("ctrl+g")
+        await wait_for_reply(app, pilot, 180)
+        reply = replies(app)[-1]
+        result = reply.result
+        assert result is not None and result.thinking_cut == "user"
+        assert result.parsed.answer
+        assert "cut short by you" in reply.thinking_title
+        assert "tokens" in reply.thinking_title
+
+    drive(app, body)

@@ -100,8 +100,10 @@ def to_markdown(conversation: Conversation, *, details: bool = True) -> str:
         out.append("## Assistant\n")
         if details:
             for section in parsed.sections:
-                if section.kind in ("thinking", "reflection") and section.text.strip():
-                    label = "Thinking" if section.kind == "thinking" else "Reflection"
+                if section.kind in _LABELS and section.text.strip():
+                    label = _LABELS[section.kind]
+                    if section.label:
+                        label += f" → {section.label}"
                     out.append(
                         f"<details><summary>{label}</summary>\n\n{section.text.strip()}"
                         "\n\n</details>\n"
@@ -110,4 +112,18 @@ def to_markdown(conversation: Conversation, *, details: bool = True) -> str:
             out.append(parsed.answer + "\n")
         if m.finish_reason and m.finish_reason != "stop":
             out.append(f"*({m.finish_reason})*\n")
+        stats = m.stats or {}
+        if stats.get("thinking_tokens"):
+            out.append(
+                f"*thinking {stats['thinking_tokens']:,} tokens · answer "
+                f"{stats.get('answer_tokens', 0):,} tokens*\n"
+            )
     return escape_controls("\n".join(out))
+
+
+_LABELS = {
+    "thinking": "Thinking",
+    "reflection": "Reflection",
+    "tool_call": "Tool call",
+    "note": "Budget note",
+}

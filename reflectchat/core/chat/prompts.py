@@ -164,7 +164,12 @@ class ChatTemplate:
             raise TemplateError(_one_line(str(exc)) or type(exc).__name__) from None
 
     def render(
-        self, messages: list[dict[str, str]], *, limit: int, add_generation_prompt: bool = True
+        self,
+        messages: list[dict[str, str]],
+        *,
+        limit: int,
+        add_generation_prompt: bool = True,
+        variables: dict[str, object] | None = None,
     ) -> str:
         """The prompt; raises UnsafeTemplateError past ``limit`` characters or the time limit,
         TemplateError for anything else the template raises."""
@@ -187,6 +192,8 @@ class ChatTemplate:
                     add_generation_prompt=add_generation_prompt,
                     raise_exception=raise_exception,
                     strftime_now=_strftime_now,
+                    # the template's own switches (enable_thinking, reasoning_effort, …)
+                    **(variables or {}),
                     tools=None,
                     functions=None,
                     function_call=None,

@@ -56,6 +56,9 @@ class SessionOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
     strict_format: bool | None = None
     reasoning_format: str | None = None  # `--format NAME`: instead of the detected format
+    think_budget: int | None = None  # thinking tokens before the engine closes it (0: none)
+    think: bool | None = None  # thinking on/off where the model has a switch
+    effort: str | None = None  # low | medium | high
     keep_reasoning: bool = False
     preset: Preset | None = None  # a writing preset: its part follows the system prompt
     # loading a local model
@@ -106,16 +109,23 @@ def system_prompt(options: SessionOptions, entry: CatalogEntry | None) -> str | 
         base = None
     elif options.system is not None:
         base = options.system
+    elif _reflection_off(options, entry):
+        base = None  # Reflection's prompt is what makes it think: --think off drops it
     else:
         base = default_system_prompt(entry)
     return with_preset(base, options.preset)
+
+
+def _reflection_off(options: SessionOptions, entry: CatalogEntry | None) -> bool:
+    return options.think is False and entry is not None and entry.prompt_style == "reflection"
 
 
 def generation_params(options: SessionOptions, entry: CatalogEntry | None) -> GenerationParams:
     """Flags, else the preset's, else the catalog entry, else 0.7 / 0.95."""
     strict = options.strict_format
     if strict is None:
-        strict = bool(entry and entry.strict_format)
+        # --think off on a Reflection model: no reasoning prompt, so no reasoning grammar
+        strict = bool(entry and entry.strict_format) and not _reflection_off(options, entry)
     preset = options.preset
     temperature = options.temperature
     if temperature is None and preset is not None:
@@ -134,6 +144,9 @@ def generation_params(options: SessionOptions, entry: CatalogEntry | None) -> Ge
         max_tokens=options.max_tokens,
         strict_format=strict,
         reasoning_format=options.reasoning_format,
+        think_budget=options.think_budget,
+        think=options.think,
+        effort=options.effort,
     )
 
 

@@ -39,6 +39,11 @@ class GenerationParams:
     strict_format: bool = False
     # A reasoning format's name (`--format`): overrides what the engine detected.
     reasoning_format: str | None = None
+    # Thinking control (issue 11): a token budget for the thinking (0: none where the format
+    # allows), thinking on/off, and effort low|medium|high, each mapped per format.
+    think_budget: int | None = None
+    think: bool | None = None
+    effort: str | None = None
 
 
 @dataclass
@@ -49,6 +54,8 @@ class GenerationStats:
     ttft_s: float = 0.0
     tokens_per_second: float = 0.0
     total_s: float = 0.0
+    thinking_tokens: int = 0  # reflections and budget notes included
+    answer_tokens: int = 0
 
     def to_dict(self) -> dict[str, float | int]:
         d = asdict(self)
@@ -138,6 +145,19 @@ class CancelToken:
         self._event = threading.Event()
         self._callbacks: list[Callable[[], object]] = []
         self._lock = threading.Lock()
+        self._answer_request: str | None = None
+
+    def request_answer(self, closing: str) -> None:
+        """Ask the engine to end the thinking now by writing `closing` (the format's closing
+        sequence) as if the model had, then go on decoding the answer."""
+        with self._lock:
+            self._answer_request = closing
+
+    def take_answer_request(self) -> str | None:
+        """For the engine, once per request: the closing text to force, if asked."""
+        with self._lock:
+            closing, self._answer_request = self._answer_request, None
+        return closing
 
     def cancel(self) -> None:
         self._event.set()

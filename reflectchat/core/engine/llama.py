@@ -19,6 +19,7 @@ from reflectchat.core.chat.prompts import (
     UnsafeTemplateError,
     prompt_char_limit,
 )
+from reflectchat.core.chat.thinking import ThinkingSwitch, thinking_switch
 from reflectchat.core.engine.base import (
     CancelToken,
     ContextOverflowError,
@@ -57,11 +58,15 @@ from reflectchat.core.models.fit import (
 )
 from reflectchat.core.models.gguf import GGUFHeader, read_gguf_parts
 from reflectchat.core.models.resolve import ResolvedModel
+from reflectchat.core.reply.detect import (
+    Detection,
+    detect_from_model,
+    prefilled_opener,
+    vocabulary_hints,
+)
+from reflectchat.core.reply.sections import resolve_format
 
 MAX_CTX = 1 << 24  # llama.cpp's n_ctx is 32-bit; no model is trained on more than this
-
-# Tags a template may leave open at the end of the prompt (the reply then starts inside them).
-_PREFILL_TAGS = ("<think>", "<thinking>", "<thought>")
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ def resolve_gpu_layers(value: str | int) -> int:
 class LlamaBackend:
     """A loaded GGUF model. Not thread-safe: one generation at a time."""
 
+    can_answer_now = True  # it can write a format's closing sequence itself (ReplyStream)
+
     def __init__(self, model: ResolvedModel, options: LoadOptions | None = None) -> None:
         options = options or LoadOptions()
         self.model = model
@@ -184,6 +191,7 @@ class LlamaBackend:
         self._formatter = self._make_formatter()
         self.special_tags = self._find_special_tags()
         self._grammar_text = strict_format_grammar(self.special_tags)
+        self.reasoning = self._detect_format()
 
     def _smaller_ctx(self) -> int:
         """A context worth trying after one failed to allocate: what the free RAM holds beside
@@ -222,6 +230,22 @@ class LlamaBackend:
             if len(ids) == 1 and self.vocab.is_special(ids[0]):
                 found[tag] = ids[0]
         return found
+
+    def _detect_format(self) -> Detection:
+        """The reasoning format, from the catalog, the chat template, the vocabulary's special
+        tokens (harmony's <|channel|> is one control token) and the model's names."""
+        special = []
+        for hint in vocabulary_hints():
+            ids = self.vocab.tokenize(hint.encode(), add_bos=False)
+            if len(ids) == 1 and self.vocab.is_special(ids[0]):
+                special.append(hint)
+        entry = self.model.entry
+        return detect_from_model(
+            template=self.chat_template,
+            special_tokens=special,
+            names=(self.llm.metadata.get("general.name"), self.model.path.name),
+            catalog_format=getattr(entry, "format", None) if entry is not None else None,
+        )
 
     def describe(self) -> BackendInfo:
         total = self.header.block_count or 0
@@ -291,8 +315,24 @@ class LlamaBackend:
     def _prompt_limit(self, input_chars: int) -> int:
         return prompt_char_limit(self.n_ctx, input_chars)
 
-    def render_prompt(self, messages: list[Message]) -> str:
-        """The conversation as the model expects it, via the template stored in the GGUF."""
+    def thinking_switch(self, params: GenerationParams) -> ThinkingSwitch:
+        """What --think/--effort/--think-budget do to this model's prompt (per format)."""
+        fmt = resolve_format(params.reasoning_format or self.reasoning.format)
+        return thinking_switch(
+            fmt,
+            self.chat_template,
+            think=params.think,
+            effort=params.effort,
+            budget=params.think_budget,
+        )
+
+    def render_prompt(self, messages: list[Message], params: GenerationParams | None = None) -> str:
+        """The conversation as the model expects it, via the template stored in the GGUF, with
+        the thinking switches `params` ask for."""
+        switch = self.thinking_switch(params) if params is not None else ThinkingSwitch()
+        return self._render(messages, switch.variables) + switch.prompt_suffix
+
+    def _render(self, messages: list[Message], variables: dict[str, object]) -> str:
         payload = [{"role": m.role, "content": m.content} for m in messages]
         if self._formatter is None:
             # No template in the file: ChatML is what most small instruct models understand.
@@ -301,7 +341,7 @@ class LlamaBackend:
         limit = self._prompt_limit(sum(len(m.content) + len(m.role) for m in messages))
         name = self.model.path.name
         try:
-            return self._formatter.render(payload, limit=limit)
+            return self._formatter.render(payload, limit=limit, variables=variables)
         except UnsafeTemplateError as exc:
             raise EngineError(
                 f"the chat template in {name} is unsafe: {exc}; use another copy of the model"
@@ -330,7 +370,7 @@ class LlamaBackend:
         self, messages: list[Message], params: GenerationParams, cancel: CancelToken | None = None
     ) -> Iterator[StreamEvent]:
         clock = StatsClock()
-        prompt = self.render_prompt(messages)
+        prompt = self.render_prompt(messages, params)
         tokens = self.tokenize_prompt(prompt)
         n_prompt = len(tokens)
         if n_prompt >= self.n_ctx:
@@ -339,8 +379,15 @@ class LlamaBackend:
                 "shorten it or raise --ctx"
             )
         cached = self._shared_prefix(tokens)
-        yield Started(prompt_tokens=n_prompt, cached_tokens=cached, prefill=_prefill(prompt))
+        fmt = resolve_format(params.reasoning_format or self.reasoning.format)
+        yield Started(
+            prompt_tokens=n_prompt,
+            cached_tokens=cached,
+            prefill=prefilled_opener(prompt, fmt),
+            format=fmt.name,
+        )
 
+        self._forced: list[int] = []  # tokens to write instead of sampling (closing a thinking)
         seed = params.seed if params.seed is not None else random_seed()
         grammar = self._grammar_text if params.strict_format else None
         sampler = TokenSampler(self.llm, sampling(params), seed, grammar)
@@ -363,6 +410,9 @@ class LlamaBackend:
                     if cancel is not None and cancel.cancelled:
                         reason = "cancelled"
                         break
+                    closing = cancel.take_answer_request() if cancel is not None else None
+                    if closing:  # "answer now" or a thinking budget: write the close ourselves
+                        self._forced = self.vocab.tokenize(closing.encode(), add_bos=False)
                     if clock.tokens >= budget:
                         reason = "length"
                         break
@@ -387,6 +437,12 @@ class LlamaBackend:
         """One step: the token the sampler draws under the grammar's current state, accepted
         into that state. A token forced from outside (say, a budget closing the thinking) would
         be accepted here instead of a sampled one, after `sampler.allows(token)`."""
+        while self._forced:
+            token = self._forced.pop(0)
+            if sampler.allows(token):
+                sampler.accept(token)
+                return token
+            self._forced.clear()  # the grammar won't have it here: let the model go on
         token = sampler.sample()
         sampler.accept(token)
         return token
@@ -416,11 +472,3 @@ class LlamaBackend:
             cached += 1
         # A fully cached prompt still replays its last token to refresh the logits.
         return min(cached, len(tokens) - 1)
-
-
-def _prefill(prompt: str) -> str:
-    tail = prompt.rstrip().lower()
-    for tag in _PREFILL_TAGS:
-        if tail.endswith(tag):
-            return tag
-    return ""

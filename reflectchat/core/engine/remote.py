@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from reflectchat.core.chat.thinking import REMOTE_THINKING_FIELDS, remote_thinking_body
 from reflectchat.core.engine.base import (
     CancelToken,
     Delta,
@@ -91,6 +92,9 @@ class Endpoint:
     extra_body: dict[str, Any] = field(default_factory=dict)
     connect_timeout: float | None = None  # seconds; None: the default
     read_timeout: float | None = None  # seconds; None: the default
+    # Which thinking-control fields this server takes (core/chat/thinking.py); () for a hosted
+    # API that refuses unknown fields. The budget is also enforced here, client-side.
+    thinking_fields: tuple[str, ...] = REMOTE_THINKING_FIELDS
 
     @property
     def base_url(self) -> str:
@@ -349,8 +353,14 @@ class RemoteBackend:
         }
         if params.seed is not None:
             request["seed"] = params.seed
-        if self.endpoint.extra_body:
-            request["extra_body"] = dict(self.endpoint.extra_body)
+        thinking = remote_thinking_body(
+            think=params.think,
+            effort=params.effort,
+            budget=params.think_budget,
+            allowed=self.endpoint.thinking_fields,
+        )
+        if self.endpoint.extra_body or thinking:
+            request["extra_body"] = {**thinking, **self.endpoint.extra_body}
         # The whole wait for the first chunk (connects, retries, the server's prompt
         # processing) fits in one read_timeout from here.
         deadline = time.monotonic() + limits.read

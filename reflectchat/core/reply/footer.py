@@ -12,7 +12,7 @@ from typing import Literal
 from reflectchat.core.reply.sanitize import strip_controls
 from reflectchat.core.reply.stream import ReplyResult
 
-FooterRole = Literal["model", "tokens", "speed", "time", "reason"]
+FooterRole = Literal["model", "tokens", "thinking", "speed", "time", "reason"]
 SEPARATOR = " · "
 
 # Finish reasons that read badly as they are; anything else is shown verbatim.
@@ -30,6 +30,11 @@ def footer_parts(result: ReplyResult) -> list[tuple[str, FooterRole]]:
     parts: list[tuple[str, FooterRole]] = [(result.model, "model")] if result.model else []
     if s.completion_tokens:
         parts.append((f"{s.completion_tokens} tokens", "tokens"))
+    if s.thinking_tokens:
+        cut = {"budget": ", cut by the budget", "user": ", cut short"}.get(
+            result.thinking_cut or "", ""
+        )
+        parts.append((f"thinking {s.thinking_tokens}{cut}", "thinking"))
     if s.tokens_per_second:
         parts.append((f"{s.tokens_per_second:.1f} tok/s", "speed"))
     if s.total_s:

@@ -34,7 +34,7 @@ REFLECTION = ReasoningFormat(
     name_pattern=r"reflection",
     sniff=("<thinking>", "<reflection>", "<output>"),
     example="<thinking>…<reflection>…</reflection>…</thinking><output>…</output>",
-    close_thinking="\n</thinking>\n<output>\n",
+    close_thinking="\n</thinking>\n\n<output>\n",  # as the strict grammar has it
     prefill=("<thinking>",),
 )
 
@@ -302,7 +302,7 @@ AUTO = ReasoningFormat(
     case_insensitive=True,
     nested=frozenset({"reflection"}),
     example="any of the below, detected from the text",
-    close_thinking="\n</thinking>\n<output>\n",
+    close_thinking="\n</thinking>\n\n<output>\n",  # as the strict grammar has it
     prefill=("<thinking>", "<think>", "<thought>"),
 )
 

@@ -36,7 +36,8 @@ from reflectchat.core.reply.formats import (
     UnknownFormatError,
 )
 
-EventType = Literal["open", "text", "close", "retag"]
+# "cut": the thinking was ended early (text: "budget" or "user"); see core/reply/stream.py.
+EventType = Literal["open", "text", "close", "retag", "cut"]
 
 __all__ = [
     "EventType",
@@ -180,6 +181,7 @@ def _tables(fmt: ReasoningFormat) -> dict[str, _Table]:
     return out
 
 
+_REASONING_OR_NOTE = REASONING_KINDS | {"note"}
 _MAX_HEADER = 512  # a harmony header is a few words; longer, it was never one
 
 # Structural events carry no text, and events are immutable: build each one once.
@@ -216,8 +218,8 @@ class SectionParser:
         "_sections",
         "_stack",
         "_started",
-        "_thought_done",
         "_tables",
+        "_thought_done",
         "_ws",
         "ended",
     )
@@ -250,6 +252,21 @@ class SectionParser:
     def format(self) -> ReasoningFormat:
         """The format in force (the `auto` format switches once the text shows its own)."""
         return self._fmt
+
+    @property
+    def open_kinds(self) -> list[SectionKind]:
+        """What is open, outermost first (`["thinking", "reflection"]`)."""
+        return list(self._stack)
+
+    @property
+    def server_reasoning(self) -> bool:
+        """The open thinking came from `feed_reasoning` (content after it closes it)."""
+        return self._reasoning_stream
+
+    @property
+    def in_reasoning(self) -> bool:
+        """Inside a thinking, reflection or budget note right now."""
+        return bool(self._stack) and self._stack[0] in _REASONING_OR_NOTE
 
     # -- public API -------------------------------------------------------------------------
 

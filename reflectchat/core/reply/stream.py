@@ -23,6 +23,7 @@ from reflectchat.core.engine.base import (
     Started,
     StreamEvent,
 )
+from reflectchat.core.reply.closing import closing_sequence
 from reflectchat.core.reply.sections import ParsedReply, SectionEvent, SectionParser
 
 
@@ -35,17 +36,21 @@ class ReplyResult:
     stats: GenerationStats
     prefill: str = ""
     error: str | None = None
+    thinking_cut: str | None = None  # "budget" or "user": the thinking was ended early
 
     def to_dict(self) -> dict[str, Any]:
         """The shape of `ask --json` and `view --json`."""
         body = self.parsed.to_dict()
         return {
             "model": self.model,
+            "format": body["format"],
             "answer": body["answer"],
             "thinking": body["thinking"],
             "reflections": body["reflections"],
+            "tool_calls": body["tool_calls"],
             "sections": body["sections"],
             "thinking_incomplete": body["thinking_incomplete"],
+            **({"thinking_cut": self.thinking_cut} if self.thinking_cut else {}),
             "finish_reason": self.finish_reason,
             "stats": self.stats.to_dict(),
             **({"error": self.error} if self.error else {}),
@@ -68,10 +73,24 @@ class ReplyStream:
     result: ReplyResult | None = None
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    # Counted live, as the model writes (a local engine's deltas are one token each).
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+    thinking_cut: str | None = None  # "budget" or "user" once the thinking was ended early
+    hidden_thinking_tokens: int = 0  # a remote server's thinking after the cut, not shown
+    _answer_wanted: str | None = None
+    _parser: SectionParser | None = None
+
+    def answer_now(self, reason: str = "user") -> None:
+        """End the thinking of this reply now and let the answer follow (any thread). A local
+        engine writes the format's closing sequence itself; a remote one can't be steered, so
+        the rest of its thinking is not shown."""
+        self._answer_wanted = reason
 
     def __iter__(self) -> Iterator[SectionEvent]:
         override = self.params.reasoning_format
         parser = SectionParser(fmt=override)
+        self._parser = parser
         chunks: list[str] = []
         prefill = ""
         finished: Finished | None = None
@@ -80,26 +99,48 @@ class ReplyStream:
         engine_cancel = CancelToken()
         unhook = self.cancel.on_cancel(engine_cancel.cancel)
         turn_over = False
+        budget = self.params.think_budget
         try:
             stream = self.backend.stream(self.messages, self.params, engine_cancel)
             with _closing(stream) as events:
                 for event in events:
                     if type(event) is Delta:
+                        if not event.text:
+                            continue
                         if event.reasoning:
+                            self.thinking_tokens += 1
+                            if self.thinking_cut:  # a remote server thinking past the cut
+                                self.hidden_thinking_tokens += 1
+                                continue
                             parsed = parser.feed_reasoning(event.text)
                         else:
                             chunks.append(event.text)
+                            # (a server's reasoning ends with the first content delta)
+                            was_thinking = parser.in_reasoning and not parser.server_reasoning
                             parsed = parser.feed(event.text)
+                            if was_thinking or parser.in_reasoning:
+                                self.thinking_tokens += 1
+                            else:
+                                self.answer_tokens += 1
                         if parsed:
                             yield from parsed
                         if parser.ended and not turn_over:
                             turn_over = True  # what follows is not this reply
                             engine_cancel.cancel()
+                        if (
+                            budget is not None
+                            and self.thinking_tokens >= budget
+                            and not self._answer_wanted
+                        ):
+                            self._answer_wanted = "budget"
+                        if self._answer_wanted and not self.thinking_cut and parser.in_reasoning:
+                            yield self._cut(parser, engine_cancel)
                     elif type(event) is Started:
                         self.prompt_tokens = event.prompt_tokens
                         self.cached_tokens = event.cached_tokens
                         prefill = event.prefill
                         parser = SectionParser(prefill, override or event.format or None)
+                        self._parser = parser
                     elif type(event) is Finished:
                         finished = event
                         if turn_over and not self.cancel.cancelled:
@@ -113,6 +154,8 @@ class ReplyStream:
                 reason = "error" if chunks and not self.cancel.cancelled else "cancelled"
                 finished = Finished(reason, GenerationStats())  # type: ignore[arg-type]
                 parser.finish()
+            finished.stats.thinking_tokens = self.thinking_tokens
+            finished.stats.answer_tokens = self.answer_tokens
             self.result = ReplyResult(
                 model=self.backend.model_name,
                 raw_text="".join(chunks),
@@ -121,6 +164,7 @@ class ReplyStream:
                 stats=finished.stats,
                 prefill=prefill,
                 error=finished.error,
+                thinking_cut=self.thinking_cut,
             )
             if self.on_finish is not None:
                 self.on_finish(self.result)
@@ -131,6 +175,17 @@ class ReplyStream:
             pass
         assert self.result is not None
         return self.result
+
+    def _cut(self, parser: SectionParser, engine: CancelToken) -> SectionEvent:
+        """End the thinking where the reply is; the event tells the display why."""
+        reason = self._answer_wanted or "user"
+        self.thinking_cut = reason
+        if getattr(self.backend, "can_answer_now", False):
+            fmt = parser.format
+            engine.request_answer(
+                closing_sequence(fmt, parser.open_kinds, wrap_up=reason == "budget")
+            )
+        return SectionEvent("cut", "thinking", reason)
 
 
 @contextmanager

@@ -563,3 +563,39 @@ def test_cli_secrets_stay_hidden_in_listings_and_bad_endpoints(fake: FakeOpenAI)
         timeout=60,
     )
     assert bad.returncode == 2 and "hunter2" not in bad.stderr and "neither a URL" in bad.stderr
+
+
+# -- thinking control (issue 11) ----------------------------------------------------------------
+
+
+def test_thinking_controls_go_out_as_the_server_takes_them(fake: FakeOpenAI) -> None:
+    params = GenerationParams(think=False, effort=None, think_budget=None)
+    ReplyStream(backend_for(fake), USER, params).run()
+    body = fake.requests[-1]["body"]
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert body["reasoning_effort"] == "low"
+    params = GenerationParams(effort="high", think_budget=64)
+    ReplyStream(backend_for(fake), USER, params).run()
+    body = fake.requests[-1]["body"]
+    assert body["reasoning_effort"] == "high"
+    assert body["reasoning_budget"] == 64
+    assert body["chat_template_kwargs"] == {"thinking_budget": 64}
+    # a hosted API that refuses unknown fields: the profile lists none
+    endpoint = Endpoint(fake.url, "fake-reflection", api_key_env="FAKE_KEY", thinking_fields=())
+    ReplyStream(RemoteBackend(endpoint), USER, GenerationParams(think=False)).run()
+    body = fake.requests[-1]["body"]
+    assert not {"chat_template_kwargs", "reasoning_effort", "reasoning_budget"} & set(body)
+
+
+def test_a_budget_the_server_ignores_is_enforced_client_side(fake: FakeOpenAI) -> None:
+    fake.mode = "reasoning"
+    fake.reasoning = ["one ", "two ", "three ", "four ", "five "]
+    stream = ReplyStream(backend_for(fake), USER, GenerationParams(think_budget=2))
+    events = list(stream)
+    result = stream.result
+    assert result is not None and result.thinking_cut == "budget"
+    assert result.parsed.thinking == "one two"  # the rest is not shown
+    assert stream.hidden_thinking_tokens == 3
+    assert result.stats.thinking_tokens == 5  # but it is counted
+    assert result.parsed.answer == "Hello there."
+    assert any(e.type == "cut" for e in events)
