@@ -2,9 +2,13 @@
 
 1. Decoding 256 tokens: `reflectchat ask --json` (its own decode tokens/s) vs a bare
    `Llama.generate` loop that detokenizes each token, on the same prompt tokens, seed, sampling,
-   threads and context. Target: ask >= 95% of bare.
+   threads and context. Target: ask >= 98% of bare (issue 12; was 95%).
 2. Start-up: wall time of `reflectchat ask --max-tokens 1` (piped) vs a bare script that loads
-   the model and generates one token. Target: ask <= 1.3x bare.
+   the model and generates one token. Target: ask <= 1.2x bare (issue 12; was 1.3x).
+
+Both sides run with Python's bytecode cache on (as an installed package has it), kept out of
+the tree under a temporary PYTHONPYCACHEPREFIX; a shell with PYTHONDONTWRITEBYTECODE=1 would
+otherwise recompile every reflectchat module on every start.
 
 Runs alternate between the two sides so machine noise hits both alike; medians and ratios are
 reported. Usage: python benchmarks/bench_ask.py [--rounds N] [--json OUT]
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -29,8 +34,12 @@ N_CTX = 2048
 TEMP, TOP_P = 0.7, 0.95
 
 
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "reflectchat-bench-pycache")
+
+
 def sh(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, check=True)
+    return subprocess.run(args, capture_output=True, text=True, check=True, env=ENV)
 
 
 def main() -> int:
@@ -144,13 +153,13 @@ def main() -> int:
             "ask": med["decode"]["ask"],
             "bare": med["decode"]["bare"],
             "ratio": decode_ratio,
-            "target": ">= 0.95",
+            "target": ">= 0.98",
         },
         "startup_seconds": {
             "ask": med["startup"]["ask"],
             "bare": med["startup"]["bare"],
             "ratio": startup_ratio,
-            "target": "<= 1.3",
+            "target": "<= 1.2",
         },
         "samples": {"decode": decode, "startup": startup},
     }
@@ -159,15 +168,15 @@ def main() -> int:
     print("|---|---|---|---|---|")
     print(
         f"| decode {N_TOKENS} tokens (tok/s) | {med['decode']['ask']:.1f} | "
-        f"{med['decode']['bare']:.1f} | {decode_ratio:.3f} | >= 0.95 |"
+        f"{med['decode']['bare']:.1f} | {decode_ratio:.3f} | >= 0.98 |"
     )
     print(
         f"| start-up, 1 token (s) | {med['startup']['ask']:.3f} | "
-        f"{med['startup']['bare']:.3f} | {startup_ratio:.3f} | <= 1.3 |"
+        f"{med['startup']['bare']:.3f} | {startup_ratio:.3f} | <= 1.2 |"
     )
     if opts.json:
         opts.json.write_text(json.dumps(report, indent=2))
-    ok = decode_ratio >= 0.95 and startup_ratio <= 1.3
+    ok = decode_ratio >= 0.98 and startup_ratio <= 1.2
     return 0 if ok else 1
 
 
