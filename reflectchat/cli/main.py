@@ -21,6 +21,9 @@ from reflectchat.core.errors import (
     EXIT_USAGE,
     ReflectchatError,
 )
+from reflectchat.core.reply.format_catalog import BY_NAME
+
+FORMAT_NAMES = tuple(BY_NAME)
 
 
 def _conversation_id(text: str) -> int:
@@ -77,6 +80,28 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="constrain decoding to <thinking>…</thinking><output>…</output> "
         "(on by default for the demo model)",
+    )
+    p.add_argument(
+        "--format",
+        dest="reasoning_format",
+        choices=FORMAT_NAMES,
+        metavar="NAME",
+        help="the reasoning format of the model's replies, instead of the detected one "
+        "(`reflectchat formats` lists them)",
+    )
+    p.add_argument(
+        "--think-budget",
+        type=whole_number_flag("think_budget"),
+        metavar="N",
+        help="end the thinking after N tokens and answer (0: answer without thinking)",
+    )
+    p.add_argument(
+        "--think",
+        choices=("on", "off"),
+        help="thinking on or off, through the model's own switch where it has one",
+    )
+    p.add_argument(
+        "--effort", choices=("low", "medium", "high"), help="thinking effort, where supported"
     )
     p.add_argument(
         "--reasoning",
