@@ -125,6 +125,12 @@ def add_generation_flags(p: argparse.ArgumentParser) -> None:
         "--strict-format", action=argparse.BooleanOptionalAction, default=None,
         help="constrain decoding to <thinking>…</thinking><output>…</output>",
     )  # fmt: skip
+    p.add_argument("--think", choices=("on", "off"), help="thinking on or off (the model's switch)")
+    p.add_argument(
+        "--think-budget", type=whole_number_flag("think_budget"), metavar="N",
+        help="end the thinking after N tokens and answer",
+    )  # fmt: skip
+    p.add_argument("--effort", choices=("low", "medium", "high"), help="thinking effort")
 
 
 # -- conditions ------------------------------------------------------------------------------
@@ -138,6 +144,9 @@ _CONDITION_FIELDS = {
     "seed": "seed",
     "max_tokens": "max_tokens",
     "strict_format": "strict_format",
+    "think": "think",
+    "think_budget": "think_budget",
+    "effort": "effort",
 }
 
 
@@ -181,7 +190,8 @@ def _condition_flags(name: str, flags: str) -> dict[str, Any]:
     except UsageError as exc:
         raise UsageError(f"--condition {name}: {exc} (flags: --system, --no-system, "
                          "--temperature, --top-p, --seed, --max-tokens, "
-                         "--[no-]strict-format)") from None  # fmt: skip
+                         "--[no-]strict-format, --think, --think-budget, "
+                         "--effort)") from None  # fmt: skip
     settings = {
         field: getattr(parsed, flag)
         for flag, field in _CONDITION_FIELDS.items()
@@ -193,6 +203,8 @@ def _condition_flags(name: str, flags: str) -> dict[str, Any]:
         settings["system"] = None
     if settings.get("seed") == -1:
         settings["seed"] = None
+    if "think" in settings:
+        settings["think"] = settings["think"] == "on"
     return settings
 
 

@@ -68,6 +68,9 @@ def test_conditions_from_flags() -> None:
                                       "strict_format": True}  # fmt: skip
     # a built-in name with flags starts from the built-in
     assert parse_conditions(["plain=--temperature 0"])[0].settings["no_system"] is True
+    assert parse_conditions(["plain"])[0].settings["think"] is False  # thinking off too
+    thinking = parse_conditions(["short=--think on --think-budget 64 --effort low"])[0]
+    assert thinking.settings == {"think": True, "think_budget": 64, "effort": "low"}
 
 
 @pytest.mark.parametrize(

@@ -54,9 +54,8 @@ def condition_settings(name: str) -> dict[str, Any] | None:
             "system": None,
             "preset": None,
             "strict_format": False,
+            "think": False,  # thinking control: the model's own switch, where it has one
         }
-        if "think" in _OPTION_FIELDS:  # thinking control: the model's own switch, where it has one
-            settings["think"] = False
         return settings
     return None
 
