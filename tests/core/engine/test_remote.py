@@ -599,3 +599,22 @@ def test_a_budget_the_server_ignores_is_enforced_client_side(fake: FakeOpenAI) -
     assert result.stats.thinking_tokens == 5  # but it is counted
     assert result.parsed.answer == "Hello there."
     assert any(e.type == "cut" for e in events)
+
+
+def test_real_server_takes_the_thinking_fields(real_server: str, isolated_home: Path) -> None:
+    # llama-cpp-python's server must accept (or ignore) the thinking-control fields: a request
+    # it refused would make --think unusable against it.
+    env = run_env(REFLECTCHAT_HOME=str(isolated_home))
+    out = subprocess.run(
+        cli(
+            "ask", "--endpoint", real_server, "Name a fruit.", "--max-tokens", "16", "--json",
+            "--think", "off", "--effort", "low", "--think-budget", "8", "--no-save",
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["answer"] and data["stats"]["answer_tokens"] > 0
