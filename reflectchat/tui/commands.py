@@ -77,6 +77,8 @@ class Commands:
             self.set_show_reasoning(app.chat.has_class("-hide-reasoning") if show is None else show)
         elif name == "strict":
             self.set_strict_format(_on_off(arg, not app.params.strict_format))
+        elif name == "think-budget":
+            self.set_think_budget(arg)
         elif name == "theme":
             if not arg:
                 app.action_change_theme()
@@ -198,6 +200,26 @@ class Commands:
         if app.session is not None:
             app.session.params = app.params
         app.say(f"Strict format {'on' if strict else 'off'}.")
+
+    def set_think_budget(self, arg: str) -> None:
+        """`/think-budget N` (0: answer without thinking) or `/think-budget off`."""
+        app = self.app
+        arg = arg.strip().lower()
+        if arg in ("", "off", "none"):
+            budget = None
+        elif arg.isdigit() and int(arg) <= 1 << 24:
+            budget = int(arg)
+        else:
+            app.say("Usage: /think-budget N (thinking tokens; 0: none) or /think-budget off.")
+            return
+        app.options.think_budget = budget
+        app.params = replace(app.params, think_budget=budget)
+        if app.session is not None:
+            app.session.params = app.params
+        if budget is None:
+            app.say("Thinking budget off: the model thinks as long as it wants.")
+        else:
+            app.say(f"Thinking budget: {budget:,} tokens, then the answer.")
 
     def pick_model(self) -> None:
         aliases = ", ".join(load_catalog())

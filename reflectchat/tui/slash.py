@@ -37,6 +37,7 @@ SLASH_COMMANDS: tuple[tuple[str, str], ...] = (
     ("/keep-thinking", "keep thinking open while the answer streams (on/off)"),
     ("/reasoning show|hide", "show or hide thinking panels"),
     ("/strict on|off", "constrain replies to the thinking/output format"),
+    ("/think-budget N|off", "end the thinking after N tokens (0: none)"),
     ("/theme [NAME]", "change the colour theme"),
     ("/sidebar", "show or hide the conversation list (Ctrl+B)"),
     ("/quit", "quit"),

@@ -729,3 +729,25 @@ def test_answer_now_mid_thinking_on_the_embedded_model() -> None:
         assert "tokens" in reply.thinking_title
 
     drive(app, body)
+
+
+def test_think_budget_setting_cuts_the_thinking_and_marks_the_panel() -> None:
+    reply_text = "<think>" + "word " * 40 + "</think>The answer."
+    app = ChatApp(backend=scripted(reply_text), store=None)
+
+    async def body(app: ChatApp, pilot: Any) -> None:
+        app.prompt_input.focus()
+        app.prompt_input.load_text("/think-budget 5")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.params.think_budget == 5
+        reply = await ask(app, pilot, "Think briefly.")
+        assert reply.result is not None and reply.result.thinking_cut == "budget"
+        assert "cut short by the budget" in reply.thinking_title
+        assert reply.result.stats.thinking_tokens >= 5
+        app.prompt_input.load_text("/think-budget off")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.params.think_budget is None
+
+    drive(app, body)
