@@ -22,10 +22,6 @@ Event order:
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
 from reflectchat.core.reply.format_catalog import AUTO, BY_NAME, harmony_label
 from reflectchat.core.reply.formats import (
     REASONING_KINDS,
@@ -35,9 +31,16 @@ from reflectchat.core.reply.formats import (
     SectionKind,
     UnknownFormatError,
 )
-
-# "cut": the thinking was ended early (text: "budget" or "user"); see core/reply/stream.py.
-EventType = Literal["open", "text", "close", "retag", "cut"]
+from reflectchat.core.reply.marker_tables import Table, tables_for
+from reflectchat.core.reply.parsed import (
+    KINDS,
+    EventType,
+    ParsedReply,
+    Section,
+    SectionEvent,
+    reply_from_sections,
+    summarize,
+)
 
 __all__ = [
     "EventType",
@@ -52,51 +55,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class SectionEvent:
-    type: EventType
-    kind: SectionKind
-    text: str = ""  # only for type == "text"
-    complete: bool = True  # for "close": False when finish() closed a section never closed
-    label: str = ""  # for "open": a tool call's recipient
-
-
-@dataclass(slots=True)
-class Section:
-    kind: SectionKind
-    text: str  # raw, untrimmed
-    complete: bool = True
-    label: str = ""
-
-
-@dataclass
-class ParsedReply:
-    sections: list[Section]  # flat, in reply order
-    answer: str  # output sections if any, else untagged text after the last reasoning; trimmed
-    thinking: str  # all thinking segments (not reflections) joined raw, then trimmed
-    reflections: list[str]  # each trimmed
-    thinking_incomplete: bool  # a thinking or reflection was still open at the end
-    format: str = "auto"
-    tool_calls: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        sections: list[dict[str, Any]] = []
-        for s in self.sections:
-            item: dict[str, Any] = {"kind": s.kind, "text": s.text.strip()}
-            if s.label:
-                item["label"] = s.label
-            sections.append(item)
-        return {
-            "format": self.format,
-            "answer": self.answer,
-            "thinking": self.thinking,
-            "reflections": list(self.reflections),
-            "tool_calls": list(self.tool_calls),
-            "sections": sections,
-            "thinking_incomplete": self.thinking_incomplete,
-        }
-
-
 def resolve_format(fmt: ReasoningFormat | str | None) -> ReasoningFormat:
     if fmt is None:
         return AUTO
@@ -109,87 +67,12 @@ def resolve_format(fmt: ReasoningFormat | str | None) -> ReasoningFormat:
     return found
 
 
-# -- marker tables ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Table:
-    """The markers that are structure in one context, ready for scanning."""
-
-    regex: re.Pattern[str] | None
-    prefixes: frozenset[str]  # proper prefixes of the markers, folded
-    maxlen: int
-    first: frozenset[str]  # characters a marker can start with (both cases when folded)
-
-
-def _table(fmt: ReasoningFormat, markers: list[Marker]) -> _Table:
-    texts = sorted({m.text for m in markers}, key=len, reverse=True)  # longest first
-    if not texts:
-        return _Table(None, frozenset(), 0, frozenset())
-    flags = re.IGNORECASE | re.ASCII if fmt.case_insensitive else 0
-    regex = re.compile("|".join(map(re.escape, texts)), flags)
-    prefixes = frozenset(fmt.fold(t[:n]) for t in texts for n in range(1, len(t)))
-    first = {t[0] for t in texts}
-    if fmt.case_insensitive:
-        first |= {c.upper() for c in first if c.isascii()} | {
-            c.lower() for c in first if c.isascii()
-        }
-    return _Table(regex, prefixes, max(map(len, texts)), frozenset(first))
-
-
-# Keyed by id(): formats are unhashable (they hold their lookup dict); the format is kept in the
-# value so its id cannot be reused while cached.
-_TABLES: dict[int, tuple[ReasoningFormat, dict[str, _Table]]] = {}
-
-
-def _tables(fmt: ReasoningFormat) -> dict[str, _Table]:
-    """Per-context tables: `start` (nothing written yet), `top` (nothing or untagged text
-    open), `section` (a reasoning section open), `header`, and `verbatim:KIND`."""
-    cached = _TABLES.get(id(fmt))
-    if cached is not None:
-        return cached[1]
-    ms = list(fmt.markers)
-    plain = [m for m in ms if not m.at_start]
-    special = [m for m in ms if m.action in ("end", "turn", "header")]
-    out = {
-        "start": _table(fmt, ms),
-        "top": _table(fmt, plain),
-        "section": _table(fmt, [m for m in plain if m.action != "switch"]),
-        "header": _table(
-            fmt,
-            [m for m in ms if m.action in ("end", "turn", "header")]
-            + ([Marker(fmt.header_end, "header")] if fmt.header_end else []),
-        ),
-    }
-    # Untagged answer text after a finished thinking: a quoted `<think>` or `</think>` is text
-    # (a second thinking closer is a pre-fill clue only where markers are special tokens,
-    # which a model cannot write by quoting).
-    out["answer"] = _table(
-        fmt,
-        [
-            m
-            for m in plain
-            if m.action != "switch"
-            and not (m.action == "open" and m.kind in REASONING_KINDS | {"note"})
-            and not (m.action == "close" and m.kind == "thinking" and not fmt.special_tokens)
-        ],
-    )
-    for kind in VERBATIM_KINDS:
-        closers = [m for m in plain if m.action == "close" and m.kind == kind]
-        out[f"verbatim:{kind}"] = _table(fmt, closers + special)
-    _TABLES[id(fmt)] = (fmt, out)
-    return out
-
-
 _REASONING_OR_NOTE = REASONING_KINDS | {"note"}
 _MAX_HEADER = 512  # a harmony header is a few words; longer, it was never one
 
 # Structural events carry no text, and events are immutable: build each one once.
-_KINDS: tuple[SectionKind, ...] = ("text", "thinking", "reflection", "output", "tool_call", "note")
-_OPEN_EVENTS = {k: SectionEvent("open", k) for k in _KINDS}
-_CLOSE_EVENTS = {
-    (k, c): SectionEvent("close", k, complete=c) for k in _KINDS for c in (True, False)
-}
+_OPEN_EVENTS = {k: SectionEvent("open", k) for k in KINDS}
+_CLOSE_EVENTS = {(k, c): SectionEvent("close", k, complete=c) for k in KINDS for c in (True, False)}
 _RETAG_THINKING = SectionEvent("retag", "thinking")
 # Feeding one character at a time would build one frozen event per character, the main cost of
 # the fast path; events are immutable, so short text events are interned per parser and kind.
@@ -226,7 +109,7 @@ class SectionParser:
 
     def __init__(self, prefill: str = "", fmt: ReasoningFormat | str | None = None) -> None:
         self._fmt = resolve_format(fmt)
-        self._tables = _tables(self._fmt)
+        self._tables = tables_for(self._fmt)
         self._stack: list[SectionKind] = []  # open kinds, outermost first ("text" included)
         self._sections: list[Section] = []  # includes the open section (its text is stale)
         self._cur: Section | None = None  # the section text is appended to, if any
@@ -242,7 +125,7 @@ class SectionParser:
         self._thought_done = False  # a thinking section has been closed by its marker
         self.ended = False  # a turn boundary came: the rest is not this reply
         self._kind: SectionKind = "text"
-        self._caches: dict[str, dict[str, SectionEvent]] = {k: {} for k in _KINDS}
+        self._caches: dict[str, dict[str, SectionEvent]] = {k: {} for k in KINDS}
         self._cache = self._caches["text"]
         self._early: list[SectionEvent] = []
         # The pre-filled text is parsed first; its events come out with the first feed/finish.
@@ -346,7 +229,7 @@ class SectionParser:
             cur.text = self._parts[0]
         sections = [Section(s.kind, s.text, s.complete, s.label) for s in self._sections]
         open_reasoning = any(k in REASONING_KINDS for k in self._stack)
-        return _summarize(sections, self._incomplete or open_reasoning, self._fmt.name)
+        return summarize(sections, self._incomplete or open_reasoning, self._fmt.name)
 
     # -- scanning ---------------------------------------------------------------------------
 
@@ -354,7 +237,7 @@ class SectionParser:
         out, self._early = self._early, []
         return out
 
-    def _context(self) -> _Table:
+    def _context(self) -> Table:
         if self._header is not None:
             return self._tables["header"]
         stack = self._stack
@@ -397,7 +280,7 @@ class SectionParser:
             self._apply(marker, text, out)
             pos = end
 
-    def _held_from(self, buf: str, pos: int, table: _Table) -> int:
+    def _held_from(self, buf: str, pos: int, table: Table) -> int:
         """Where a trailing possible marker prefix starts (len(buf) if none)."""
         n = len(buf)
         fold = self._fmt.fold
@@ -469,7 +352,7 @@ class SectionParser:
             self._pending = ""
         elif action == "switch":
             self._fmt = BY_NAME[marker.target]
-            self._tables = _tables(self._fmt)
+            self._tables = tables_for(self._fmt)
             real = self._fmt.marker(marker.text)
             if real is not None:
                 self._apply(real, marker.text, out)
@@ -618,47 +501,6 @@ class SectionParser:
         self._reasoning_stream = False
         if self._stack == ["thinking"]:
             self._close_all(True, out)
-
-
-def _summarize(sections: list[Section], thinking_incomplete: bool, fmt: str) -> ParsedReply:
-    outputs = [s.text for s in sections if s.kind == "output"]
-    if outputs:
-        answer = "".join(outputs)
-    else:
-        # Untagged text after the last reasoning section; with no tags, the whole reply.
-        last = max(
-            (i for i, s in enumerate(sections) if s.kind in REASONING_KINDS),
-            default=-1,
-        )
-        answer = "".join(s.text for s in sections[last + 1 :] if s.kind == "text")
-    return ParsedReply(
-        sections=sections,
-        answer=answer.strip(),
-        thinking="".join(s.text for s in sections if s.kind == "thinking").strip(),
-        reflections=[s.text.strip() for s in sections if s.kind == "reflection"],
-        thinking_incomplete=thinking_incomplete,
-        format=fmt,
-        tool_calls=[s.text.strip() for s in sections if s.kind == "tool_call"],
-    )
-
-
-def reply_from_sections(
-    items: list[dict[str, Any]], fmt: str = "auto", *, thinking_incomplete: bool = False
-) -> ParsedReply:
-    """A reply rebuilt from its stored sections (`to_dict()["sections"]`), so a later render
-    is the one the user saw, whatever the format (and a server's reasoning, which has no
-    markers in the raw text)."""
-    kinds = set(_KINDS)
-    sections = [
-        Section(
-            item["kind"] if item.get("kind") in kinds else "text",
-            str(item.get("text", "")),
-            label=str(item.get("label", "")),
-        )
-        for item in items
-        if isinstance(item, dict)
-    ]
-    return _summarize(sections, thinking_incomplete, fmt)
 
 
 def parse(text: str, prefill: str = "", fmt: ReasoningFormat | str | None = None) -> ParsedReply:
