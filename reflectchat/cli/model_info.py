@@ -44,6 +44,10 @@ def run_info(args: argparse.Namespace) -> int:
         ("context length", f"{info['context_length'] or 'unknown'} tokens (trained)"),
         ("chat template", "yes" if info["chat_template"] else "no (ChatML is assumed)"),
         ("special-token tags", ", ".join(info["special_tags"]) or "none (tags are plain text)"),
+        (
+            "reasoning format",
+            f"{info['reasoning_format']['name']} ({info['reasoning_format']['reason']})",
+        ),
         ("catalog entry", info["catalog"] or "none"),
         (
             f"memory at {mem['context']} tokens",

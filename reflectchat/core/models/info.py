@@ -9,23 +9,37 @@ from reflectchat.core.host.machine import available_ram, gpu_devices
 from reflectchat.core.models.fit import estimate_memory, plan_fit
 from reflectchat.core.models.gguf import read_gguf_parts, read_metadata_array
 from reflectchat.core.models.resolve import ResolvedModel
+from reflectchat.core.reply.detect import detect_from_model, vocabulary_hints
 
 SPECIAL_TOKEN_TYPES = {3, 4}  # CONTROL, USER_DEFINED
 
 
-def special_tags(header: Any) -> list[str]:
-    """The reasoning tags that are single special tokens in this vocabulary."""
+def special_tags(header: Any, wanted: set[str] | None = None) -> list[str]:
+    """The reasoning tags (or other `wanted` texts) that are single special tokens in this
+    vocabulary."""
     try:
         tokens = read_metadata_array(header, "tokenizer.ggml.tokens")
         types = read_metadata_array(header, "tokenizer.ggml.token_type")
     except Exception:  # no vocabulary in this file: nothing to report
         return []
-    wanted = set(TAGS) | {"<think>", "</think>"}
+    if wanted is None:
+        wanted = set(TAGS) | {"<think>", "</think>"}
     found = []
     for i, token in enumerate(tokens):
         if token in wanted and i < len(types) and types[i] in SPECIAL_TOKEN_TYPES:
             found.append(str(token))
     return found
+
+
+def _reasoning_format(header: Any, model: ResolvedModel) -> dict[str, str]:
+    """The format the local engine will read replies in, found the same way (detect.py)."""
+    found = detect_from_model(
+        template=header.chat_template,
+        special_tokens=special_tags(header, set(vocabulary_hints())),
+        names=(header.name, model.path.name),
+        catalog_format=model.entry.format if model.entry else None,
+    )
+    return {"name": found.format.name, "reason": found.reason}
 
 
 def model_info(model: ResolvedModel, n_ctx: int | None = None) -> dict[str, Any]:
@@ -52,6 +66,7 @@ def model_info(model: ResolvedModel, n_ctx: int | None = None) -> dict[str, Any]
         "context_length": header.context_length,
         "chat_template": header.chat_template is not None,
         "special_tags": special_tags(header),
+        "reasoning_format": _reasoning_format(header, model),
         "catalog": entry.alias if entry else None,
         "memory": {
             "context": ctx,

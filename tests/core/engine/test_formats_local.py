@@ -131,3 +131,14 @@ def test_the_demo_model_uses_its_catalog_format() -> None:
     backend = LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=512))
     assert backend.reasoning.format.name == "reflection"
     assert backend.reasoning.reason == "the catalog entry says so"
+
+
+def test_models_info_names_the_format_from_the_header(harmony: LlamaBackend) -> None:
+    from reflectchat.core.models.info import model_info
+
+    info = model_info(resolve_model(str(harmony.model.path)))
+    assert info["reasoning_format"] == {
+        "name": "harmony",
+        "reason": "special token <|channel|> in the vocabulary",
+    }
+    assert harmony.reasoning.reason == info["reasoning_format"]["reason"]  # one detection path
