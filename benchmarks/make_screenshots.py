@@ -37,6 +37,7 @@ from reflectchat.core.engine.base import (  # noqa: E402
 from reflectchat.testing.scripted_backend import ScriptedBackend  # noqa: E402
 from reflectchat.tui.app import ChatApp  # noqa: E402
 from reflectchat.tui.loading import ChatOptions  # noqa: E402
+from reflectchat.tui.replies import ReplyDone  # noqa: E402
 from tests.support.tui import chunked, wait_for_reply  # noqa: E402
 
 REPLAYS = REPO / "tests" / "data" / "replays"
@@ -82,10 +83,20 @@ class ReplayBackend(ScriptedBackend):
             )
 
 
+class ReplayApp(ChatApp):
+    """The chat app, but a replay's reply counts nothing: the chunks it streams are the
+    replay's, not a model's tokens, so no thinking or token count is shown either."""
+
+    async def on_reply_done(self, message: ReplyDone) -> None:
+        if message.result is not None:
+            message.result.stats = GenerationStats()
+        await super().on_reply_done(message)
+
+
 async def _shoot(replay: Replay, out: Path, home: Path, *, keep_open: bool, name: str) -> None:
     backend = ReplayBackend([chunked(replay.text)], name=replay.model)
     with Store(home / f"{name}.sqlite3") as store:
-        app = ChatApp(
+        app = ReplayApp(
             backend=backend,
             options=ChatOptions(model=replay.model, keep_thinking_open=keep_open),
             store=store,

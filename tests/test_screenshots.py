@@ -23,7 +23,8 @@ REPLAY = REPO / "tests" / "data" / "replays" / "reflection70b-ollama6689.txt"
 # The replay as copied from ../shared/reference/reflection-format.md: a plain clone (without
 # ../shared) still notices an edit.
 REPLAY_SHA256 = "719a1f48b883b76037caace1f54f84c1cd6f96c8ee44f23c859ce10e07d2ee18"
-SPEED = re.compile(r"\d[\d,.]*\s*tok/s|\d[\d,]*\s+tokens\b|\bctx \d")
+# Any figure a replay would have invented: speed, token counts, context use.
+SPEED = re.compile(r"\d[\d,.]*\s*tok/s|\d[\d,]*\s+tokens\b|\bctx \d|\bthinking \d|\banswer \d")
 
 
 def script() -> ModuleType:
@@ -74,7 +75,8 @@ def test_the_real_run_picture_names_its_model_and_machine() -> None:
     shown = svg_text(ASSETS / "ask-demo.svg")
     assert shown.startswith("reflectchat ask# a real run: the demo model (SmolLM2-135M")
     assert re.search(r"on .+, \d+ threads\s*\$ reflectchat ask --seed \d+ ", shown)
-    assert re.search(r"smollm2 · \d+ tokens · [\d.]+ tok/s", shown)  # measured, so shown
+    # measured, so shown
+    assert re.search(r"smollm2 · \d+ tokens · (thinking \d+ · )?[\d.]+ tok/s", shown)
 
 
 def test_the_readme_says_what_each_picture_is() -> None:
