@@ -8,6 +8,7 @@ import functools
 import json
 import re
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -47,8 +48,9 @@ class UnsafeTemplateError(TemplateError):
     file, not a problem with the conversation."""
 
 
-class _TemplateTimeout(Exception):
-    """Raised inside the rendering thread by the watchdog."""
+class _TemplateTimeout(BaseException):
+    """Raised inside the rendering thread once the time is up. A BaseException, so that no
+    `except Exception` on the way (Jinja's, a filter's) can swallow it."""
 
 
 def prompt_char_limit(n_ctx: int, input_chars: int) -> int:
@@ -103,35 +105,53 @@ _DIGITS = re.compile(r"\d{7,}")
 
 
 class _Watchdog:
-    """Raises _TemplateTimeout in the rendering thread once ``seconds`` pass. An empty nested
-    loop never calls back into Python code we control, so the only way to stop it is an
-    asynchronous exception (delivered between bytecodes, from any thread)."""
+    """Stops a render after ``seconds``, two ways. Every call and operator the template makes
+    checks ``deadline`` (the sandbox's hooks), which is exact and costs a clock read. An empty
+    nested loop calls nothing we control, so a watchdog thread also raises _TemplateTimeout in
+    the rendering thread, as an asynchronous exception (delivered between bytecodes) — and
+    repeats it until the render ends, since one delivered into a finalizer run by the garbage
+    collector is swallowed as unraisable (seen in CI: a render ran on until 24 GB)."""
+
+    REPEAT_S = 0.05
+    MAX_REPEATS = 40  # then give up: the render has ended or is beyond any help
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.thread_id = threading.get_ident()
         self.lock = threading.Lock()
-        self.done = False
+        self.stop = threading.Event()
         self.fired = False
-        self.timer = threading.Timer(seconds, self._fire)
-        self.timer.daemon = True
+        self.deadline = time.monotonic() + seconds
+        self.thread = threading.Thread(target=self._run, name="template-watchdog", daemon=True)
 
-    def _fire(self) -> None:
-        with self.lock:
-            if not self.done:
+    def _run(self) -> None:
+        wait = self.seconds
+        for _ in range(self.MAX_REPEATS):
+            if self.stop.wait(wait):
+                return
+            with self.lock:
+                if self.stop.is_set():
+                    return
                 self.fired = True
                 _set_async_exc(self.thread_id, _TemplateTimeout)
+            wait = self.REPEAT_S
 
     def __enter__(self) -> _Watchdog:
-        self.timer.start()
+        self.deadline = time.monotonic() + self.seconds
+        self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.timer.cancel()
+        self.close()
+
+    def close(self) -> None:
+        """No more firing, and nothing left pending (safe to call twice)."""
+        self.stop.set()
         with self.lock:
-            self.done = True
             if self.fired:  # fired but maybe not delivered yet: clear it
                 _set_async_exc(self.thread_id, None)
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join()
 
 
 def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
@@ -155,10 +175,12 @@ class ChatTemplate:
         self.eos_token = eos_token
         self.seconds = seconds
         self._env = _environment_class()()
+        watchdog = _Watchdog(seconds)
         try:
-            with _Watchdog(seconds):
+            with watchdog:
                 self._template = self._env.from_string(source)
         except _TemplateTimeout:
+            watchdog.close()  # it may have landed in __exit__ itself
             raise UnsafeTemplateError(f"compiling it took longer than {seconds:g} s") from None
         except Exception as exc:  # TemplateSyntaxError and whatever else the parser raises
             raise TemplateError(_one_line(str(exc)) or type(exc).__name__) from None
@@ -183,8 +205,10 @@ class ChatTemplate:
         env.measure = _Measure(limit)
         out: list[str] = []
         total = 0
+        watchdog = _Watchdog(self.seconds)
         try:
-            with _Watchdog(self.seconds):
+            with watchdog:
+                env.deadline = watchdog.deadline
                 chunks = self._template.generate(
                     messages=messages,
                     bos_token=self.bos_token,
@@ -205,6 +229,7 @@ class ChatTemplate:
                         raise UnsafeTemplateError(_too_large(limit))
                     out.append(chunk)
         except _TemplateTimeout:
+            watchdog.close()
             raise UnsafeTemplateError(f"rendering it took longer than {self.seconds:g} s") from None
         except TemplateError:
             raise
@@ -266,6 +291,7 @@ def _environment_class() -> type[Any]:
             )
             self.budget = 1 << 20
             self.depth = 0
+            self.deadline = float("inf")  # set by each render
             self.measure = _Measure(self.budget)
             self.globals.pop("lipsum", None)  # lipsum(n=10**9): a loop we would have to time out
             self.filters["tojson"] = _tojson
@@ -276,7 +302,12 @@ def _environment_class() -> type[Any]:
         def refuse(self) -> None:
             raise UnsafeTemplateError(_too_large(self.budget))
 
+        def tick(self) -> None:
+            if time.monotonic() > self.deadline:
+                raise _TemplateTimeout
+
         def bounded(self, value: Any) -> Any:
+            self.tick()
             if self.measure(value) > self.budget:
                 self.refuse()
             return value
@@ -316,6 +347,7 @@ def _environment_class() -> type[Any]:
             return "".join(texts)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            self.tick()
             budget = self.budget
             ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (left, right))
             if operator == "*":
@@ -342,6 +374,7 @@ def _environment_class() -> type[Any]:
             return self.bounded(super().call_binop(context, operator, left, right))
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+            __self.tick()
             __self.check_size(args, kwargs)
             # the sandbox hands str.format out wrapped (functools.update_wrapper)
             method = getattr(__obj, "__wrapped__", __obj)

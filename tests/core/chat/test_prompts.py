@@ -109,6 +109,42 @@ def test_a_template_that_runs_too_long_is_stopped() -> None:
     assert template.render(MESSAGES, limit=LIMIT)
 
 
+def test_the_time_limit_holds_when_the_watchdog_is_swallowed(monkeypatch) -> None:
+    """CI ran out of memory (24 GB) on the self-calling macro above: the watchdog's exception
+    had landed in a finalizer run by the garbage collector, which swallows it. Macros and
+    operators check the deadline themselves; an empty loop gets the exception again."""
+    from reflectchat.core.chat import prompts
+
+    real = prompts._set_async_exc
+    monkeypatch.setattr(prompts, "_set_async_exc", lambda thread_id, exc: None)  # all lost
+    exponential = (
+        "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(40) }}"
+    )
+    start = time.monotonic()
+    with pytest.raises(UnsafeTemplateError, match=r"longer than 0\.3 s"):
+        render(exponential, seconds=0.3)
+    assert time.monotonic() - start < 2.0
+
+    calls: list[object] = []
+
+    def first_one_lost(thread_id: int, exc: object) -> None:
+        calls.append(exc)
+        if len(calls) > 1:
+            real(thread_id, exc)
+
+    monkeypatch.setattr(prompts, "_set_async_exc", first_one_lost)
+    # nothing inside the loops calls back into the sandbox: only the watchdog can stop it
+    empty_loop = (
+        "{% set x = range(100000)|list %}{% for i in x %}{% for j in x %}{% endfor %}{% endfor %}"
+    )
+    start = time.monotonic()
+    with pytest.raises(UnsafeTemplateError, match=r"longer than 0\.3 s"):
+        render(empty_loop, seconds=0.3)
+    assert time.monotonic() - start < 2.0
+    assert calls[0] is not None and calls[-1] is None  # fired again, then cleared
+    time.sleep(0.3)  # and no stray exception arrives afterwards
+
+
 def test_other_failures_are_one_line_template_errors() -> None:
     with pytest.raises(UnsafeTemplateError, match="recursed"):
         render("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}")
