@@ -185,16 +185,21 @@ def test_chat_on_a_terminal_takes_piped_text_then_reads_keys_from_the_terminal(
     import os
     import pty
     import select
+    import struct
     import termios
     import time
 
     main_fd, child_fd = pty.openpty()
+    # Wide enough that the reply's footer (model · tokens · thinking · speed · why it stopped)
+    # stays on one line beside the sidebar: the needle below must not be wrapped apart.
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
 
     def controlling_terminal() -> None:
         os.setsid()
         fcntl.ioctl(child_fd, termios.TIOCSCTTY, 0)
 
-    env = run_env(COLUMNS="120", LINES="40", TERM="xterm-256color")
+    env = run_env(LINES="40", TERM="xterm-256color")
+    env["COLUMNS"] = "160"  # run_env sets 100
     proc = subprocess.Popen(
         cli("chat", "--prompt", "Summarize", "--max-tokens", "8", "--no-save"),
         stdin=subprocess.PIPE, stdout=child_fd, stderr=child_fd, env=env,
