@@ -223,8 +223,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
         add_tool_parsers(commands)
     # eval parses its own flags (cli/eval_cmd.py): its module is imported only when it runs
-    eval_cmd = commands.add_parser("eval", help="measure accuracy with and without reflection, "
-                                   "with 95%% error bars", add_help=False, prefix_chars="\0")
+    eval_cmd = commands.add_parser(
+        "eval",
+        help="measure accuracy with and without reflection, with 95%% error bars",
+        add_help=False,
+        prefix_chars="\0",
+    )
     eval_cmd.add_argument("eval_argv", nargs="*")  # fmt: skip
     presets = commands.add_parser(
         "presets",

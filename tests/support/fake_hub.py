@@ -377,7 +377,6 @@ class _CdnHandler(_Handler):
         self.close_connection = True
         self.connection.shutdown(socket.SHUT_RDWR)
 
-
     def stream_without_end(
         self, name: str, status: int, headers: dict[str, str], body: bytes
     ) -> None:

@@ -667,9 +667,7 @@ def test_rm_still_removes_blobs_when_the_cache_itself_is_behind_a_link(
     assert not (real / "models--org--tiny-GGUF").exists()
 
 
-def test_pull_never_writes_through_a_planted_snapshot_link(
-    fake: FakeHub, tmp_path: Path
-) -> None:
+def test_pull_never_writes_through_a_planted_snapshot_link(fake: FakeHub, tmp_path: Path) -> None:
     elsewhere, _ = outside_folder(tmp_path)
     victim = elsewhere / "tiny-Q4_K_M.gguf"
     victim.write_bytes(b"someone's file")
