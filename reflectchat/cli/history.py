@@ -37,6 +37,9 @@ def run_history(args: argparse.Namespace) -> int:
                 return _export(store, args)
             if action == "rm":
                 store.delete_conversation(args.id)
+                from reflectchat.core.engine.kv_store import KVStore
+
+                KVStore(cap=0).forget(args.id)  # its saved KV cache goes with it
                 print(f"deleted conversation {args.id}", file=sys.stderr)
                 return 0
             if action == "search":

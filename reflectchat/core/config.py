@@ -47,6 +47,7 @@ LIMITS: dict[str, tuple[int | float, int | float]] = {
     "top_p": (0.0, 1.0),
     "bench_tokens": (1, 2**20),  # bench -p/-n: the context is sized to fit them
     "repetitions": (1, 1000),
+    "kv_cache_mb": (0, 2**22),  # saved conversation KV caches, MiB; 0 turns them off
 }
 
 
@@ -156,6 +157,10 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "effort": (_choice("low", "medium", "high"), 'thinking effort: "low", "medium" or "high"'),
     "theme": (_text, "the chat app's theme"),
     "endpoint": (_text, "default remote engine: a URL or the name of an [endpoints.NAME] table"),
+    "kv_cache_mb": (
+        _in_range("kv_cache_mb", whole_number),
+        "disk for saved conversation KV caches, MiB (least recently used go first; 0: off)",
+    ),
 }
 ENDPOINT_KEYS = {
     "url",

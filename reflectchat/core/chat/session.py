@@ -236,6 +236,11 @@ class ChatSession:
 
     def _reply(self, plan: TurnPlan, cancel: CancelToken | None) -> ReplyStream:
         self.last_plan = plan
+        # A local engine restores this conversation's saved KV cache (a new process: ask -c,
+        # the chat app reopening it) and saves it after the turn.
+        use_conversation = getattr(self.backend, "use_conversation", None)
+        if use_conversation is not None:
+            use_conversation(self.conversation_id)
         # The reply is stored against the message it answers, so it keeps its place even if
         # another process adds to the conversation while it is generated.
         reply_to = self.history[-1].message_id if self.history else None

@@ -8,6 +8,8 @@ CVE-2024-34359), drive `Llama.generate` token by token and detokenize with speci
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import os
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from reflectchat.core.engine.base import (
     StreamEvent,
 )
 from reflectchat.core.engine.grammar import TAGS, strict_format_grammar
+from reflectchat.core.engine.kv_store import CacheIdentity, KVStore, note
 from reflectchat.core.engine.llama_glue import (
     LLAMA_LOG,
     TokenDecoder,
@@ -212,13 +215,20 @@ class LlamaBackend:
         """Weights + KV cache against free RAM/VRAM, before llama.cpp allocates anything."""
         estimate = estimate_memory(self.parts, self.n_ctx)
         gpus = gpu_devices() if options.gpu_layers != 0 and gpu_offload_supported() else []
-        if str(options.gpu_layers).lower() == "auto":
+        auto = str(options.gpu_layers).lower() == "auto"
+        if options.rpc_servers:
+            # The layers go to other machines (llama.cpp spreads offloaded layers over every
+            # device, RPC servers included), whose memory we can't see: all of them by default,
+            # as llama.cpp's own --rpc does.
+            layers = -1 if auto else resolve_gpu_layers(options.gpu_layers)
+            report = plan_fit(estimate, gpu_layers=0, gpus=gpus, ram_available=available_ram())
+            return dataclasses.replace(report, gpu_layers=layers)
+        if auto:
             layers = auto_gpu_layers(estimate, gpus)
         else:
             layers = resolve_gpu_layers(options.gpu_layers) if gpus else 0
         report = plan_fit(estimate, gpu_layers=layers, gpus=gpus, ram_available=available_ram())
-        # With RPC servers the layers go to other machines, whose memory we can't see.
-        if not report.fits and not options.force and not options.rpc_servers:
+        if not report.fits and not options.force:
             raise ModelTooBigError(too_big_message(self.model.path.name, report, self.model.entry))
         return report
 
@@ -378,6 +388,7 @@ class LlamaBackend:
                 f"the prompt is {n_prompt} tokens but the context holds {self.n_ctx}; "
                 "shorten it or raise --ctx"
             )
+        self._restore_saved(tokens)
         cached = self._shared_prefix(tokens)
         fmt = resolve_format(params.reasoning_format or self.reasoning.format)
         yield Started(
@@ -422,7 +433,80 @@ class LlamaBackend:
         tail = decoder.flush()
         if tail:
             yield Delta(tail)
-        yield Finished(reason, clock.stats(prompt_tokens=n_prompt, cached_tokens=cached))
+        finished = Finished(reason, clock.stats(prompt_tokens=n_prompt, cached_tokens=cached))
+        self._save_state()  # after the stats: the reply is done, this is for the next turn
+        yield finished
+
+    # -- saved KV caches (core/engine/kv_store.py) ----------------------------------------------
+
+    def use_conversation(self, conversation_id: int | None) -> None:
+        """The conversation the next turns belong to: its saved KV cache is restored before a
+        turn when it fits the prompt better than what memory holds, and saved after it."""
+        self._conversation = conversation_id
+
+    def _kv(self) -> tuple[KVStore, CacheIdentity, int] | None:
+        """The store, this model's identity and the conversation, if there is one to cache."""
+        conversation = getattr(self, "_conversation", None)
+        if conversation is None:
+            return None
+        if getattr(self, "_kv_store", None) is None:
+            import llama_cpp
+
+            self._kv_store = KVStore()
+            self._kv_identity = CacheIdentity.of(self.model.path, self.n_ctx, llama_cpp.__version__)
+        if not self._kv_store.enabled:
+            return None
+        return self._kv_store, self._kv_identity, conversation
+
+    def _restore_saved(self, tokens: list[int]) -> None:
+        kv = self._kv()
+        if kv is None:
+            return
+        store, identity, conversation = kv
+        saved = store.load(conversation, identity)
+        if saved is None:
+            return
+        shared = 0
+        for a, b in zip(saved.tokens, tokens, strict=False):
+            if a != b:
+                break
+            shared += 1
+        if shared <= self._shared_prefix(tokens) or shared > self.n_ctx:
+            return  # memory already holds as much (the chat app's next turn)
+        state = saved.read_state()
+        if state is None:
+            return
+        llm = self.llm
+        llm.reset()
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        import llama_cpp
+
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, len(state), 0) != len(state):
+            note(f"llama.cpp refused the saved KV cache {saved.path.name}; evaluating the prompt")
+            llm.reset()
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+            return
+        n = len(saved.tokens)
+        llm.input_ids[:n] = saved.tokens
+        llm.n_tokens = n
+        store.touch(saved)
+
+    def _save_state(self) -> None:
+        kv = self._kv()
+        if kv is None or self.llm.n_tokens == 0:
+            return
+        import llama_cpp
+
+        store, identity, conversation = kv
+        ctx = self.llm.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+        if written <= 0:
+            note("llama.cpp gave no KV cache state to save")
+            return
+        tokens = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        store.save(conversation, identity, tokens, bytes(buf)[:written])
 
     def _decode(self, tokens: list[int], sampler: TokenSampler) -> Generator[int, None, None]:
         """The decode loop: evaluate what the KV cache lacks of the prompt, then per step choose
