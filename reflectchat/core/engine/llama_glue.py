@@ -154,6 +154,37 @@ def random_seed() -> int:
 _RPC_REGISTERED: set[str] = set()
 
 
+def _loaded_ggml(lib_dir: Path) -> list[Path]:
+    """The ggml library file llama.cpp itself has loaded (libggml.so.0 on Linux). Opening the
+    same library under another name (libggml.so) maps a second copy with its own device
+    registry, and servers registered there are never seen by the model loader."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libggml.so" in line}
+    except OSError:  # not Linux
+        return []
+    return sorted(Path(p) for p in paths if Path(p).parent == lib_dir)
+
+
+def _check_reachable(server: str) -> None:
+    """A TCP connection to HOST:PORT first: ggml's RPC client answers a refused or unreachable
+    server with GGML_ABORT (a core dump and a gdb backtrace), not an error we could report."""
+    import socket
+
+    host, _, port = server.rpartition(":")
+    host = host.strip("[]")  # [::1]:50052
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ModelLoadError(f"--rpc takes HOST:PORT (e.g. 10.0.0.2:50052), not '{server}'")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ModelLoadError(
+            f"cannot reach the RPC server {server} ({reason.lower()}); is rpc-server running "
+            "there, and is its port open?"
+        ) from None
+
+
 def register_rpc_servers(servers: tuple[str, ...]) -> None:
     """Make llama.cpp `rpc-server`s available as devices, as llama.cpp's own `--rpc` does:
     ggml's RPC backend creates a device per server, registered globally, and a model loaded
@@ -168,7 +199,9 @@ def register_rpc_servers(servers: tuple[str, ...]) -> None:
             "llama-cpp-python"
         )
     lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    candidates = sorted(lib_dir.glob("libggml.*")) + sorted(lib_dir.glob("ggml.dll"))
+    candidates = (
+        _loaded_ggml(lib_dir) + sorted(lib_dir.glob("libggml.*")) + sorted(lib_dir.glob("ggml.dll"))
+    )
     if not candidates:
         raise ModelLoadError(f"cannot find ggml's library in {lib_dir} to register RPC servers")
     ggml = ctypes.CDLL(str(candidates[0]))
@@ -188,6 +221,7 @@ def register_rpc_servers(servers: tuple[str, ...]) -> None:
     for server in servers:
         if server in _RPC_REGISTERED:
             continue
+        _check_reachable(server)  # ggml aborts the whole process on a refused connection
         reg = add_server(server.encode())
         if not reg:
             raise ModelLoadError(f"cannot reach the RPC server {server}; is rpc-server running?")
