@@ -4,13 +4,24 @@ Targets: at turn 10, the prompt tokens actually evaluated (prompt - cached) are 
 tokens that turn 9's answer and turn 10's message add to the prompt; the time to first token at
 turn 10 is within 2x of turn 2's. The conversation runs through `ChatSession`, the code `ask -c`
 and the chat use. Several repetitions; medians. Usage: python benchmarks/bench_conversation.py
+
+`--new-process`: each turn is its own `reflectchat ask [-c] --json` process, as a user at a
+shell runs them, so the only cache that can help is the conversation's saved KV cache on disk;
+run side by side with the same conversation and saving off (`kv_cache_mb = 0`), alternating.
+Targets there: turn 10's evaluated tokens <= 1.5x what turn 9's answer and turn 10's message
+add, and its time to first token <= 1.5x turn 2's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from reflectchat.core.chat.session import ChatSession
@@ -54,6 +65,69 @@ def one_conversation(backend: LlamaBackend, seed: int, strict: bool) -> list[dic
     return turns
 
 
+def one_conversation_in_processes(seed: int, cache_mb: int) -> list[dict]:
+    """Ten `reflectchat ask` processes in a fresh home folder: the first starts the
+    conversation, the rest continue it with -c."""
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "REFLECTCHAT_HOME": home, "REFLECTCHAT_KV_CACHE_MB": str(cache_mb)}
+        turns = []
+        for i, text in enumerate(MESSAGES):
+            cmd = [sys.executable, "-m", "reflectchat", "ask", *(["-c"] if i else []), text,
+                   "-m", "smollm2", "--no-strict-format", "--seed", str(seed),
+                   "--max-tokens", "96", "--ctx", "4096", "--json"]  # fmt: skip
+            start = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+            wall = time.perf_counter() - start
+            if done.returncode != 0:
+                raise SystemExit(f"turn {i + 1} failed: {done.stderr.strip()}")
+            s = json.loads(done.stdout)["stats"]
+            turns.append(
+                {
+                    "prompt": s["prompt_tokens"],
+                    "cached": s["cached_tokens"],
+                    "evaluated": s["prompt_tokens"] - s["cached_tokens"],
+                    "ttft_s": s["ttft_s"],
+                    "wall_s": wall,
+                    "completion": s["completion_tokens"],
+                }
+            )
+        return turns
+
+
+def new_process_main(repeats: int, out: Path | None) -> int:
+    runs: dict[str, list[list[dict]]] = {"saved cache": [], "saving off": []}
+    for seed in range(1, repeats + 1):  # alternating, so drift hits both alike
+        runs["saved cache"].append(one_conversation_in_processes(seed, 4096))
+        runs["saving off"].append(one_conversation_in_processes(seed, 0))
+    print(f"{repeats} conversations of 10 turns, each turn a new `reflectchat ask -c` process")
+    print(f"(demo model, {default_threads()} threads, plain replies); medians:\n")
+    print("| turn | prompt tokens | cached: saved / off | evaluated: saved / off "
+          "| TTFT ms: saved / off | process s: saved / off |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    on, off = runs["saved cache"], runs["saving off"]
+    for i in (1, 8, 9):
+        m = {k: statistics.median(r[i][k] for r in on) for k in on[0][i]}
+        o = {k: statistics.median(r[i][k] for r in off) for k in off[0][i]}
+        print(
+            f"| {i + 1} | {m['prompt']:.0f} | {m['cached']:.0f} / {o['cached']:.0f} "
+            f"| {m['evaluated']:.0f} / {o['evaluated']:.0f} "
+            f"| {m['ttft_s'] * 1000:.0f} / {o['ttft_s'] * 1000:.0f} "
+            f"| {m['wall_s']:.2f} / {o['wall_s']:.2f} |"
+        )
+    eval_ratio = statistics.median(
+        r[9]["evaluated"] / (r[9]["prompt"] - r[8]["prompt"]) for r in on
+    )
+    ttft_ratio = statistics.median(r[9]["ttft_s"] / r[1]["ttft_s"] for r in on)
+    off_ratio = statistics.median(r[9]["ttft_s"] / r[1]["ttft_s"] for r in off)
+    print(f"\nturn 10 evaluated / tokens added since turn 9: {eval_ratio:.2f} (target <= 1.5)")
+    print(f"turn 10 TTFT / turn 2 TTFT: {ttft_ratio:.2f} (target <= 1.5; saving off: "
+          f"{off_ratio:.2f})")  # fmt: skip
+    if out:
+        out.write_text(json.dumps({"runs": runs, "eval_ratio": eval_ratio,
+                                   "ttft_ratio": ttft_ratio}, indent=2))  # fmt: skip
+    return 0 if eval_ratio <= 1.5 and ttft_ratio <= 1.5 else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
@@ -63,7 +137,10 @@ def main() -> int:
         action="store_true",
         help="tagged replies (thinking stripped from history)",
     )
+    parser.add_argument("--new-process", action="store_true", help="each turn a new ask -c")
     opts = parser.parse_args()
+    if opts.new_process:
+        return new_process_main(opts.repeats, opts.json)
     backend = LlamaBackend(
         resolve_model("smollm2"), LoadOptions(n_ctx=4096, n_threads=default_threads())
     )

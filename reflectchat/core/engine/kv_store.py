@@ -9,7 +9,11 @@ its tokens are a prefix of the new prompt's; anything else (another model, a dam
 truncated file, a checksum mismatch, a file that isn't ours) is ignored, with a note under
 --debug, and the prompt is evaluated as usual. Files are written atomically (a temporary file,
 then a rename) and the folder is kept under a size cap (`kv_cache_mb` in the config) by
-deleting the least recently used.
+deleting the least recently used. No fsync: a file torn by a crash fails its size or CRC-32
+check and is ignored, which costs one normal prompt evaluation, not a wrong answer. CRC-32,
+not a cryptographic hash, because it guards against damage, and it is what keeps restoring a
+long conversation's state cheap (half of SHA-256's time here); anyone who can write this
+folder could forge either.
 
 No llama_cpp here: `history rm` uses this module to delete a conversation's file.
 """
@@ -17,18 +21,20 @@ No llama_cpp here: `history rm` uses this module to delete a conversation's file
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import struct
 import sys
 import time
+import zlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 MAGIC = b"RCKV"
-VERSION = 1
+VERSION = 2  # 2: CRC-32 instead of SHA-256
 _PREFIX = struct.Struct("<4sII")  # magic, version, header length
 _MAX_HEADER = 1 << 16
 DEFAULT_CAP_MB = 4096
@@ -66,23 +72,23 @@ class SavedState:
     path: Path
     _offset: int  # where the state bytes start in the file
     _length: int
-    _digest: str
+    _crc32: int
 
-    def read_state(self) -> bytes | None:
-        """The state bytes, or None (with a note) if the file changed or doesn't check out."""
-        import hashlib
-
+    def read_state(self) -> ctypes.Array[ctypes.c_uint8] | None:
+        """The state bytes, read straight into the buffer llama.cpp is handed, or None (with a
+        note) if the file changed or doesn't check out."""
+        buf = (ctypes.c_uint8 * self._length)()
         try:
             with self.path.open("rb") as f:
                 f.seek(self._offset)
-                data = f.read(self._length)
+                n = f.readinto(buf)
         except OSError as exc:
             note(f"saved KV cache {self.path.name} unreadable ({exc}); evaluating the prompt")
             return None
-        if len(data) != self._length or hashlib.sha256(data).hexdigest() != self._digest:
+        if n != self._length or zlib.crc32(buf) != self._crc32:
             note(f"saved KV cache {self.path.name} is damaged; evaluating the prompt")
             return None
-        return data
+        return buf
 
 
 def cap_bytes() -> int:
@@ -126,8 +132,8 @@ class KVStore:
                 if magic != MAGIC or version != VERSION or header_len > _MAX_HEADER:
                     raise ValueError("not a reflectchat KV cache file of this version")
                 header = json.loads(f.read(header_len).decode("utf-8"))
-                n_tokens, length, digest = header["n_tokens"], header["length"], header["sha256"]
-                if not (isinstance(n_tokens, int) and isinstance(length, int)):
+                n_tokens, length, crc = header["n_tokens"], header["length"], header["crc32"]
+                if not all(isinstance(v, int) for v in (n_tokens, length, crc)):
                     raise ValueError("bad header")
                 if header.get("identity") != asdict(identity):
                     note(
@@ -150,7 +156,7 @@ class KVStore:
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             note(f"saved KV cache {path.name} ignored ({exc}); evaluating the prompt")
             return None
-        return SavedState(tokens.tolist(), path, offset, length, str(digest))
+        return SavedState(tokens.tolist(), path, offset, length, crc)
 
     def touch(self, saved: SavedState) -> None:
         """Mark a file used (least-recently-used eviction goes by modification time)."""
@@ -158,11 +164,13 @@ class KVStore:
             os.utime(saved.path)
 
     def save(
-        self, conversation_id: int, identity: CacheIdentity, tokens: Sequence[int], state: bytes
+        self,
+        conversation_id: int,
+        identity: CacheIdentity,
+        tokens: Sequence[int],
+        state: bytes | memoryview,
     ) -> bool:
         """Write atomically, then evict the least recently used files beyond the cap."""
-        import hashlib
-
         if not self.enabled:
             return False
         data = array("i", tokens)
@@ -173,7 +181,7 @@ class KVStore:
                 "identity": asdict(identity),
                 "n_tokens": len(tokens),
                 "length": len(state),
-                "sha256": hashlib.sha256(state).hexdigest(),
+                "crc32": zlib.crc32(state),
                 "saved_at": time.time(),
             }
         ).encode("utf-8")
@@ -191,8 +199,6 @@ class KVStore:
                 f.write(header)
                 f.write(data.tobytes())
                 f.write(state)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as exc:  # a full disk or a read-only cache: the turn still counts
             note(f"could not save the KV cache of conversation {conversation_id}: {exc}")

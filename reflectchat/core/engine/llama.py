@@ -443,6 +443,7 @@ class LlamaBackend:
         """The conversation the next turns belong to: its saved KV cache is restored before a
         turn when it fits the prompt better than what memory holds, and saved after it."""
         self._conversation = conversation_id
+        self._kv()  # open the store (reads the config) now, not inside the next turn's TTFT
 
     def _kv(self) -> tuple[KVStore, CacheIdentity, int] | None:
         """The store, this model's identity and the conversation, if there is one to cache."""
@@ -478,10 +479,9 @@ class LlamaBackend:
             return
         llm = self.llm
         llm.reset()
-        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
         import llama_cpp
 
-        if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, len(state), 0) != len(state):
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, state, len(state), 0) != len(state):
             note(f"llama.cpp refused the saved KV cache {saved.path.name}; evaluating the prompt")
             llm.reset()
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
@@ -506,7 +506,7 @@ class LlamaBackend:
             note("llama.cpp gave no KV cache state to save")
             return
         tokens = self.llm.input_ids[: self.llm.n_tokens].tolist()
-        store.save(conversation, identity, tokens, bytes(buf)[:written])
+        store.save(conversation, identity, tokens, memoryview(buf)[:written])
 
     def _decode(self, tokens: list[int], sampler: TokenSampler) -> Generator[int, None, None]:
         """The decode loop: evaluate what the KV cache lacks of the prompt, then per step choose

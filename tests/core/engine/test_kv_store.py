@@ -33,7 +33,8 @@ def test_saves_and_loads_tokens_and_state(tmp_path: Path) -> None:
     saved = kv.load(7, IDENTITY)
     assert saved is not None
     assert saved.tokens == [1, 2, 3, 70000]
-    assert saved.read_state() == b"state-bytes"
+    state = saved.read_state()
+    assert state is not None and bytes(state) == b"state-bytes"
     assert kv.load(8, IDENTITY) is None  # no file: nothing to say
     assert not list(kv.root.glob("*.tmp"))  # written through a temporary file, renamed
 
