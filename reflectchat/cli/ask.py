@@ -326,3 +326,15 @@ def _write_result(
         from reflectchat.cli.plain import write_plain
 
         write_plain(sys.stdout, result.parsed, show_reasoning=show_reasoning)
+        if not result.parsed.answer.strip():
+            # Piped output is the answer alone: say why there is none, rather than print nothing.
+            if result.parsed.thinking_incomplete and result.finish_reason == "length":
+                why = (
+                    "the reply reached --max-tokens while still thinking; raise --max-tokens "
+                    "or set --think-budget N"
+                )
+            elif result.parsed.thinking_incomplete:
+                why = "the reply ended inside its thinking"
+            else:
+                why = "the model wrote no answer"
+            print(f"reflectchat: no answer: {why}", file=sys.stderr)

@@ -91,6 +91,16 @@ def test_ask_piped_prints_only_the_answer_and_is_seed_reproducible() -> None:
     assert shown.stdout.endswith(first.stdout)
 
 
+def test_ask_piped_with_no_answer_says_why_on_stderr() -> None:
+    # The demo model thinks for far more than 12 tokens: piped, there is no answer to print,
+    # and an empty stdout with exit 0 and no word of explanation looked like a broken tool.
+    embedded_model_path()
+    proc = run("ask", "Is 9.11 bigger than 9.9?", "--seed", "3", "--max-tokens", "12")
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "no answer" in proc.stderr, proc.stderr
+    assert "--max-tokens" in proc.stderr and "--think-budget" in proc.stderr
+
+
 def test_ask_reads_stdin() -> None:
     embedded_model_path()
     a = run("ask", "-", "--seed", "5", "--max-tokens", "20", "--json", stdin="Say hello.")
