@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import OptionList
 
 from reflectchat.core.chat.export import to_dict, to_json, to_markdown
+from reflectchat.core.chat.session import warm_conversation
 from reflectchat.core.chat.store import Conversation
 from reflectchat.core.chat.store_rows import StoredMessage, parsed_reply
 from reflectchat.core.engine.base import FinishReason, GenerationStats
@@ -80,6 +81,8 @@ class Conversations:
         if await self.show(conversation_id):
             app.conversation_id = conversation_id
             app.session = None
+            if app.backend is not None:  # its saved KV cache is read while the user types
+                warm_conversation(app.backend, conversation_id)
             app.context_used = None
             app.show_usage()
             self.refresh_sidebar()

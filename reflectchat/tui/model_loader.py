@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 from textual.timer import Timer
 
+from reflectchat.core.chat.session import warm_conversation
 from reflectchat.core.engine.base import Backend
 from reflectchat.core.reply.sanitize import strip_controls
 from reflectchat.tui.loading import BackendFactory, entry_for, generation_params, load_error_types
@@ -130,6 +131,8 @@ class ModelLoader:
         if pending is not None:
             text, reply = pending
             app.replies.generate_into(reply, text)
+        elif app.conversation_id is not None:  # a reopened one: read its KV cache meanwhile
+            warm_conversation(app.backend, app.conversation_id)
 
     def switch(self, spec: str) -> None:
         app = self.app

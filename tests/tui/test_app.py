@@ -575,6 +575,41 @@ def test_chat_with_the_embedded_model() -> None:
     assert progress and progress[-1] == pytest.approx(1.0)
 
 
+def test_reopening_a_conversation_restores_its_saved_kv_cache() -> None:
+    # An earlier process (an `ask`) left a conversation and its saved KV cache behind.
+    from reflectchat.core.chat.session import ChatSession
+    from reflectchat.core.engine.llama import LlamaBackend, LoadOptions
+    from reflectchat.core.models.resolve import resolve_model
+    from reflectchat.tui.loading import llama_factory
+
+    store = Store()
+    earlier = ChatSession(
+        LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=2048)),
+        GenerationParams(seed=1, max_tokens=24),
+        system_prompt="You are concise.",
+        store=store,
+    )
+    first = earlier.send("Name one kind of tea.").run()
+    assert earlier.conversation_id is not None
+    app = ChatApp(
+        backend_factory=llama_factory(SessionOptions(n_ctx=2048)),
+        store=store,
+        options=ChatOptions(model="smollm2", max_tokens=16, seed=1),
+    )
+
+    async def body(app: ChatApp, pilot: Any) -> None:
+        await wait_until(pilot, lambda: not app.loading, timeout=120)
+        assert app.backend is not None, app.load_error
+        await app.open_conversation(earlier.conversation_id)
+        reply = await ask(app, pilot, "And one more?", timeout=180)
+        assert reply.result is not None
+        # The model just loaded holds nothing: all but the reply's pre-filled opener came
+        # from the file.
+        assert reply.result.stats.cached_tokens >= first.stats.prompt_tokens - 8
+
+    drive(app, body)
+
+
 def test_strict_format_params_come_from_the_catalog() -> None:
     app = ChatApp(backend=scripted("x"), store=None, options=ChatOptions(model="smollm2"))
     assert app.params == GenerationParams(

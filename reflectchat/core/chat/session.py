@@ -19,7 +19,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
-from typing import Any, Protocol, TypeGuard
+from typing import Any, NoReturn, Protocol, TypeGuard
 
 from reflectchat.core.chat.attachments import Attachment, describe, with_attachments
 from reflectchat.core.chat.store import Store
@@ -128,6 +128,14 @@ class ChatSession:
             group = [self._turn_message(t) for t in turns[begin:end]]
             groups.append([m for m in group if m is not None])
         last = len(groups) - 1
+        # Mostly the whole conversation fits: one measurement, no per-message sizes (which a
+        # new `ask -c` process would otherwise measure one by one, every message of it).
+        whole = [*head, *(m for g in groups for m in g)]
+        tokens = counter.count_prompt_tokens(whole)
+        if tokens <= budget or last == 0:
+            if tokens > budget:
+                self._overflow(tokens, attachments, counter.n_ctx)
+            return TurnPlan(whole, 0, tokens)
         # Estimated prompt size when the oldest d turns are dropped, from per-message sizes:
         # the prompt's fixed part plus the sizes of the kept messages.
         base, sizes, shared = self._sizes_of(counter, head, groups)
@@ -137,7 +145,7 @@ class ChatSession:
         def estimate(d: int) -> int:
             return base + kept[d] - shared * max(0, count[d] - 1)
 
-        dropped = next((d for d in range(last) if estimate(d) <= budget), last)
+        dropped = next((d for d in range(1, last) if estimate(d) <= budget), last)
         while True:
             # One real measurement of the chosen prompt; the estimate only picks the cut.
             messages = [*head, *(m for g in groups[dropped:] for m in g)]
@@ -145,20 +153,24 @@ class ChatSession:
             if tokens <= budget:
                 return TurnPlan(messages, dropped, tokens)
             if dropped == last:
-                what, fix = "the message", "shorten the message"
-                if attachments:  # the usual cause of a message this big: say which files
-                    what, fix = f"the message with its {describe(attachments)}", "attach less"
-                raise ContextOverflowError(
-                    f"{what} needs {tokens} tokens of prompt plus {self.params.max_tokens} "
-                    f"for the reply, but the context holds {counter.n_ctx}; {fix}, "
-                    "lower --max-tokens or raise --ctx"
-                )
+                self._overflow(tokens, attachments, counter.n_ctx)
             # The estimate was short: drop at least one more turn, enough (by estimate) to
             # cover what was over.
             over, cut = tokens - budget, dropped
             dropped += 1
             while dropped < last and estimate(cut) - estimate(dropped) < over:
                 dropped += 1
+
+    def _overflow(self, tokens: int, attachments: tuple[Attachment, ...], n_ctx: int) -> NoReturn:
+        """The new message alone (with what comes before any history) is too big."""
+        what, fix = "the message", "shorten the message"
+        if attachments:  # the usual cause of a message this big: say which files
+            what, fix = f"the message with its {describe(attachments)}", "attach less"
+        raise ContextOverflowError(
+            f"{what} needs {tokens} tokens of prompt plus {self.params.max_tokens} "
+            f"for the reply, but the context holds {n_ctx}; {fix}, "
+            "lower --max-tokens or raise --ctx"
+        )
 
     def _sizes_of(
         self, counter: TokenCounter, head: list[Message], groups: list[list[Message]]
@@ -238,9 +250,7 @@ class ChatSession:
         self.last_plan = plan
         # A local engine restores this conversation's saved KV cache (a new process: ask -c,
         # the chat app reopening it) and saves it after the turn.
-        use_conversation = getattr(self.backend, "use_conversation", None)
-        if use_conversation is not None:
-            use_conversation(self.conversation_id)
+        warm_conversation(self.backend, self.conversation_id)
         # The reply is stored against the message it answers, so it keeps its place even if
         # another process adds to the conversation while it is generated.
         reply_to = self.history[-1].message_id if self.history else None
@@ -272,6 +282,15 @@ class ChatSession:
                 stats=result.stats.to_dict(),
                 reply_to=reply_to,
             )
+
+
+def warm_conversation(backend: Backend, conversation_id: int | None) -> None:
+    """Tell a local engine which conversation its next turns belong to, so that it starts
+    reading that conversation's saved KV cache now (the chat app calls this when one is
+    reopened, while the user types); other backends have nothing to do."""
+    use_conversation = getattr(backend, "use_conversation", None)
+    if use_conversation is not None:
+        use_conversation(conversation_id)
 
 
 def _counts(backend: object) -> TypeGuard[TokenCounter]:

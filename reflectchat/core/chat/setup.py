@@ -164,6 +164,7 @@ def load_options(options: SessionOptions, progress: Progress | None = None) -> L
         progress=progress,
         force=options.force,
         rpc_servers=options.rpc_servers,
+        conversation=options.conversation_id,
     )
 
 

@@ -37,7 +37,7 @@ from reflectchat.core.engine.base import (
     StreamEvent,
 )
 from reflectchat.core.engine.grammar import TAGS, strict_format_grammar
-from reflectchat.core.engine.kv_store import CacheIdentity, KVStore, note
+from reflectchat.core.engine.kv_store import CacheIdentity, KVStore, PendingState, note
 from reflectchat.core.engine.llama_glue import (
     LLAMA_LOG,
     TokenDecoder,
@@ -49,6 +49,7 @@ from reflectchat.core.engine.llama_glue import (
     sampling,
 )
 from reflectchat.core.engine.sampler import TokenSampler
+from reflectchat.core.engine.token_reuse import reusable_prefix, reuse_held_tokens
 from reflectchat.core.host.llama_build import accelerator_name, gpu_offload_supported
 from reflectchat.core.host.machine import available_ram, gpu_devices
 from reflectchat.core.models.fit import (
@@ -84,6 +85,9 @@ class LoadOptions:
     force: bool = False  # load even when the fit check says it won't fit
     # llama.cpp `rpc-server` endpoints ("host:port") to spread the model's layers over.
     rpc_servers: tuple[str, ...] = ()
+    # The conversation the first turn continues (`ask -c`): its saved KV cache is read and
+    # checked while the weights load.
+    conversation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,8 @@ class LlamaBackend:
             self.n_ctx = wanted_ctx
         self.fit = self._check_fit(options)
         self.gpu_layers = self.fit.gpu_layers
+        if options.conversation is not None:
+            self.use_conversation(options.conversation)  # starts reading its saved state
 
         LLAMA_LOG.install()
         if options.rpc_servers:
@@ -388,7 +394,14 @@ class LlamaBackend:
                 f"the prompt is {n_prompt} tokens but the context holds {self.n_ctx}; "
                 "shorten it or raise --ctx"
             )
-        self._restore_saved(tokens)
+        kv = self._kv()  # the conversation this turn belongs to, saved under it at the end
+        self._restore_saved(tokens, kv)
+        # What the cache spells as the prompt does, in other tokens (a reply the tokenizer
+        # cuts differently from how the model wrote it), is kept in the cache's tokens.
+        aligned = reuse_held_tokens(self._held(), tokens, self.vocab.piece)
+        if len(aligned) < self.n_ctx:
+            tokens = aligned
+            n_prompt = len(tokens)
         cached = self._shared_prefix(tokens)
         fmt = resolve_format(params.reasoning_format or self.reasoning.format)
         yield Started(
@@ -434,16 +447,21 @@ class LlamaBackend:
         if tail:
             yield Delta(tail)
         finished = Finished(reason, clock.stats(prompt_tokens=n_prompt, cached_tokens=cached))
-        self._save_state()  # after the stats: the reply is done, this is for the next turn
+        self._save_state(kv)  # after the stats: the reply is done, this is for the next turn
         yield finished
 
     # -- saved KV caches (core/engine/kv_store.py) ----------------------------------------------
 
     def use_conversation(self, conversation_id: int | None) -> None:
         """The conversation the next turns belong to: its saved KV cache is restored before a
-        turn when it fits the prompt better than what memory holds, and saved after it."""
+        turn when it fits the prompt better than what memory holds, and saved after it. When
+        the conversation changes, its file is read and checked from now on in the background
+        (kv_store.PendingState) rather than inside the next turn's time to first token."""
+        changed = conversation_id != getattr(self, "_conversation", None)
         self._conversation = conversation_id
-        self._kv()  # open the store (reads the config) now, not inside the next turn's TTFT
+        kv = self._kv()  # opens the store (reads the config) now, not inside the next turn
+        if changed:
+            self._pending = kv[0].prefetch(kv[2], kv[1]) if kv is not None else None
 
     def _kv(self) -> tuple[KVStore, CacheIdentity, int] | None:
         """The store, this model's identity and the conversation, if there is one to cache."""
@@ -459,22 +477,36 @@ class LlamaBackend:
             return None
         return self._kv_store, self._kv_identity, conversation
 
-    def _restore_saved(self, tokens: list[int]) -> None:
-        kv = self._kv()
+    def _restore_saved(
+        self, tokens: list[int], kv: tuple[KVStore, CacheIdentity, int] | None
+    ) -> None:
+        pending: PendingState | None = getattr(self, "_pending", None)
+        self._pending = None  # read once: after this turn the file holds a newer state
         if kv is None:
             return
         store, identity, conversation = kv
-        saved = store.load(conversation, identity)
-        if saved is None:
-            return
-        shared = 0
-        for a, b in zip(saved.tokens, tokens, strict=False):
-            if a != b:
-                break
-            shared += 1
-        if shared <= self._shared_prefix(tokens) or shared > self.n_ctx:
+        state: ctypes.Array[ctypes.c_uint8] | None = None
+        if pending is not None and (pending.conversation_id, pending.identity) == (
+            conversation,
+            identity,
+        ):
+            read = pending.result()  # mostly read by now, while the weights loaded
+            if read is None or read[1] is None:
+                return  # no file, or one that didn't check out (noted under --debug)
+            saved, state = read
+        else:
+            loaded = store.load(conversation, identity)
+            if loaded is None:
+                return
+            saved = loaded
+        piece = self.vocab.piece
+        shared = reusable_prefix(saved.tokens, tokens, piece)[1]  # prompt tokens it covers
+        if (
+            shared <= reusable_prefix(self._held(), tokens, piece)[1]
+            or len(saved.tokens) > self.n_ctx
+        ):
             return  # memory already holds as much (the chat app's next turn)
-        state = saved.read_state()
+        state = state if state is not None else saved.read_state()
         if state is None:
             return
         llm = self.llm
@@ -491,8 +523,7 @@ class LlamaBackend:
         llm.n_tokens = n
         store.touch(saved)
 
-    def _save_state(self) -> None:
-        kv = self._kv()
+    def _save_state(self, kv: tuple[KVStore, CacheIdentity, int] | None) -> None:
         if kv is None or self.llm.n_tokens == 0:
             return
         import llama_cpp
@@ -505,7 +536,7 @@ class LlamaBackend:
         if written <= 0:
             note("llama.cpp gave no KV cache state to save")
             return
-        tokens = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        tokens = self._held()
         store.save(conversation, identity, tokens, memoryview(buf)[:written])
 
     def _decode(self, tokens: list[int], sampler: TokenSampler) -> Generator[int, None, None]:
@@ -543,6 +574,10 @@ class LlamaBackend:
             keep = 0
         llm._requires_eval = True  # what Llama.generate checks before trusting cached logits
         llm.eval(tokens[keep:])
+
+    def _held(self) -> list[int]:
+        """The tokens the KV cache holds now."""
+        return self.llm.input_ids[: self.llm.n_tokens].tolist()
 
     def _shared_prefix(self, tokens: list[int]) -> int:
         """How many prompt tokens the KV cache already holds (llama-cpp-python reuses them)."""

@@ -190,6 +190,21 @@ def long_history(turns: int) -> list[HistoryTurn]:
     return history
 
 
+def test_a_history_that_fits_is_measured_once(
+    backend: LlamaBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a new `ask -c` process plans at turn 10: the whole conversation, one measurement,
+    # instead of every message of it measured on its own first.
+    session = ChatSession(backend, GenerationParams(max_tokens=256), system_prompt="Be brief.")
+    session.history = long_history(10)
+    calls: list[int] = []
+    tokenize = backend.tokenize_prompt
+    monkeypatch.setattr(backend, "tokenize_prompt", lambda p: calls.append(1) or tokenize(p))
+    plan = session.plan("And what is 7 times three?")
+    assert calls == [1] and plan.dropped_turns == 0 and len(plan.messages) == 1 + 20 + 1
+    assert plan.prompt_tokens == backend.count_prompt_tokens(plan.messages)
+
+
 @pytest.mark.parametrize("system_prompt", ["You are brief.", None])
 def test_a_long_history_is_planned_with_each_message_measured_once(
     backend: LlamaBackend, monkeypatch: pytest.MonkeyPatch, system_prompt: str | None
@@ -213,8 +228,9 @@ def test_a_long_history_is_planned_with_each_message_measured_once(
     messages = 2 * 200 + 1
     assert len(calls) <= messages + 5  # each message once, plus a few whole prompts
     # Linear work: the tokens tokenized are a small multiple of the history, not one whole
-    # history per dropped turn (what made `ask -c` wait a minute).
-    assert sum(calls) <= 3 * whole
+    # history per dropped turn (what made `ask -c` wait a minute): the whole tried first, each
+    # message with the template's frame around it, the cut measured.
+    assert sum(calls) <= 4 * whole
 
     budget = backend.n_ctx - params.max_tokens
     assert plan.prompt_tokens <= budget

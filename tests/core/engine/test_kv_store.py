@@ -39,6 +39,20 @@ def test_saves_and_loads_tokens_and_state(tmp_path: Path) -> None:
     assert not list(kv.root.glob("*.tmp"))  # written through a temporary file, renamed
 
 
+def test_a_prefetch_reads_the_state_in_the_background(tmp_path: Path) -> None:
+    kv = store(tmp_path)
+    kv.save(7, IDENTITY, [5, 6, 7], b"state-bytes")
+    pending = kv.prefetch(7, IDENTITY)
+    read = pending.result()
+    assert read is not None
+    saved, state = read
+    assert saved.tokens == [5, 6, 7] and state is not None and bytes(state) == b"state-bytes"
+    kv.path_for(7).unlink()
+    assert pending.result() == read  # read once, kept: the file is not opened again
+    assert kv.prefetch(7, IDENTITY).result() is None  # no file: nothing, no note
+    assert kv.prefetch(8, CacheIdentity(**{**IDENTITY.__dict__, "n_ctx": 1})).result() is None
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -61,12 +75,13 @@ def test_a_cache_for_another_model_context_or_llama_cpp_is_ignored(
     assert "another model" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("via", ["load", "prefetch"])
 @pytest.mark.parametrize(
     "damage",
     ["truncate", "flip_state", "garbage", "empty", "padded", "header"],
 )
 def test_a_damaged_or_foreign_file_is_ignored_with_a_debug_note(
-    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str], monkeypatch
+    tmp_path: Path, damage: str, via: str, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
     monkeypatch.setattr(LLAMA_LOG, "echo", True)
     kv = store(tmp_path)
@@ -85,8 +100,12 @@ def test_a_damaged_or_foreign_file_is_ignored_with_a_debug_note(
         path.write_bytes(data + b"\0")
     elif damage == "header":
         path.write_bytes(data[:12] + b"{not json" + data[21:])
-    saved = kv.load(1, IDENTITY)
-    state = saved.read_state() if saved is not None else None
+    if via == "load":
+        saved = kv.load(1, IDENTITY)
+        state = saved.read_state() if saved is not None else None
+    else:  # read in the background thread, as `ask -c` does while the weights load
+        read = kv.prefetch(1, IDENTITY).result()
+        state = read[1] if read is not None else None
     assert state is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "debug:" in err  # one line, only under --debug
@@ -183,6 +202,28 @@ def test_a_new_process_restores_the_saved_cache_and_replies_the_same(model_path:
     plain = ChatSession(new_process_backend(), PARAMS, system_prompt="You are concise.")
     plain.history = session.history[:2]
     assert plain.send("And one more?").run().stats.cached_tokens == 0  # no conversation: none
+
+
+def test_ask_continue_reads_the_saved_cache_while_the_weights_load(model_path: Path) -> None:
+    session, _ = two_turns(new_process_backend(), conversation=9)
+    reference = ChatSession(new_process_backend(), PARAMS, system_prompt="You are concise.")
+    reference.conversation_id = 9
+    reference.history = list(session.history)
+    expected = reference.send("And one more?").run()
+    assert expected.stats.cached_tokens > 0  # restored the usual way, inside the turn
+    KVStore().forget(9)
+    two_turns(new_process_backend(), conversation=9)  # the same first turn, saved again
+
+    # What `ask -c` builds: the conversation named in the load options.
+    backend = LlamaBackend(resolve_model("smollm2"), LoadOptions(n_ctx=2048, conversation=9))
+    backend._pending.result()  # the background read, begun before the weights loaded
+    KVStore().forget(9)  # so the turn cannot be reading the file itself
+    resumed = ChatSession(backend, PARAMS, system_prompt="You are concise.")
+    resumed.conversation_id = 9
+    resumed.history = list(session.history)
+    got = resumed.send("And one more?").run()
+    assert got.stats.cached_tokens == expected.stats.cached_tokens
+    assert got.raw_text == expected.raw_text
 
 
 def test_a_cache_that_does_not_fit_is_not_used(
