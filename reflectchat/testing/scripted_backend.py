@@ -39,7 +39,9 @@ class ScriptedBackend:
         if n_ctx is not None:  # only then does the session budget the context
             self.n_ctx = n_ctx
 
-    def count_prompt_tokens(self, messages: list[Message]) -> int:
+    def count_prompt_tokens(
+        self, messages: list[Message], params: GenerationParams | None = None
+    ) -> int:
         """One token per word plus four per message: a stand-in tokenizer for tests."""
         return sum(len(m.content.split()) + 4 for m in messages)
 

@@ -36,7 +36,9 @@ from reflectchat.core.reply.stream import ReplyResult, ReplyStream
 class TokenCounter(Protocol):
     n_ctx: int
 
-    def count_prompt_tokens(self, messages: list[Message]) -> int: ...
+    def count_prompt_tokens(
+        self, messages: list[Message], params: GenerationParams | None = None
+    ) -> int: ...
 
 
 @dataclass
@@ -131,7 +133,7 @@ class ChatSession:
         # Mostly the whole conversation fits: one measurement, no per-message sizes (which a
         # new `ask -c` process would otherwise measure one by one, every message of it).
         whole = [*head, *(m for g in groups for m in g)]
-        tokens = counter.count_prompt_tokens(whole)
+        tokens = counter.count_prompt_tokens(whole, self.params)  # as sent
         if tokens <= budget or last == 0:
             if tokens > budget:
                 self._overflow(tokens, attachments, counter.n_ctx)
@@ -149,7 +151,7 @@ class ChatSession:
         while True:
             # One real measurement of the chosen prompt; the estimate only picks the cut.
             messages = [*head, *(m for g in groups[dropped:] for m in g)]
-            tokens = counter.count_prompt_tokens(messages)
+            tokens = counter.count_prompt_tokens(messages, self.params)
             if tokens <= budget:
                 return TurnPlan(messages, dropped, tokens)
             if dropped == last:

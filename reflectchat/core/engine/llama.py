@@ -366,15 +366,24 @@ class LlamaBackend:
             raise EngineError(f"the chat template in {name} failed to render: {exc}") from exc
 
     def tokenize_prompt(self, prompt: str) -> list[int]:
+        # The session measures the prompt it plans, then the turn sends that same prompt:
+        # the last one is kept, so a long conversation is not tokenized twice per turn.
+        last = getattr(self, "_last_tokenized", None)
+        if last is not None and last[0] == prompt:
+            return list(last[1])
         tokens = self.vocab.tokenize(prompt.encode("utf-8"), add_bos=False)
         bos = self.llm.token_bos()
         if self.vocab.adds_bos() and bos >= 0 and (not tokens or tokens[0] != bos):
             tokens.insert(0, bos)
+        self._last_tokenized = (prompt, tuple(tokens))
         return tokens
 
-    def count_prompt_tokens(self, messages: list[Message]) -> int:
-        """The prompt's size in this model's tokens, as `stream` would send it."""
-        return len(self.tokenize_prompt(self.render_prompt(messages)))
+    def count_prompt_tokens(
+        self, messages: list[Message], params: GenerationParams | None = None
+    ) -> int:
+        """The prompt's size in this model's tokens, as `stream` would send it (with the
+        thinking switches of `params`, when given)."""
+        return len(self.tokenize_prompt(self.render_prompt(messages, params)))
 
     def piece(self, token: int) -> bytes:
         """A token's bytes with special tokens kept (control tokens become their text)."""

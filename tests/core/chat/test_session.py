@@ -205,6 +205,18 @@ def test_a_history_that_fits_is_measured_once(
     assert plan.prompt_tokens == backend.count_prompt_tokens(plan.messages)
 
 
+@pytest.mark.parametrize("think", [None, False])  # False: an empty <think></think> written
+def test_the_plan_measures_the_prompt_the_turn_sends(backend: LlamaBackend, think) -> None:
+    # Thinking switches change the prompt (a pre-filled opener, an empty thinking block):
+    # the budget is checked on what is sent, and the turn reuses the plan's tokenization.
+    params = GenerationParams(seed=1, max_tokens=4, reasoning_format="think", think=think)
+    session = ChatSession(backend, params, system_prompt="Be brief.")
+    session.history = long_history(3)
+    plan = session.plan("And 7 times three?")
+    result = session.send("And 7 times three?").run()
+    assert result.stats.prompt_tokens == plan.prompt_tokens
+
+
 @pytest.mark.parametrize("system_prompt", ["You are brief.", None])
 def test_a_long_history_is_planned_with_each_message_measured_once(
     backend: LlamaBackend, monkeypatch: pytest.MonkeyPatch, system_prompt: str | None
