@@ -36,10 +36,9 @@ def run_history(args: argparse.Namespace) -> int:
             if action == "export":
                 return _export(store, args)
             if action == "rm":
-                store.delete_conversation(args.id)
-                from reflectchat.core.engine.kv_store import KVStore
+                from reflectchat.core.chat.forget import delete_conversation
 
-                KVStore(cap=0).forget(args.id)  # its saved KV cache goes with it
+                delete_conversation(store, args.id)  # its saved KV cache goes with it
                 print(f"deleted conversation {args.id}", file=sys.stderr)
                 return 0
             if action == "search":

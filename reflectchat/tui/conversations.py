@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import OptionList
 
 from reflectchat.core.chat.export import to_dict, to_json, to_markdown
+from reflectchat.core.chat.forget import delete_conversation
 from reflectchat.core.chat.session import warm_conversation
 from reflectchat.core.chat.store import Conversation
 from reflectchat.core.chat.store_rows import StoredMessage, parsed_reply
@@ -133,7 +134,9 @@ class Conversations:
         async def answered(yes: bool | None) -> None:
             if not yes or app.store is None:
                 return
-            deleted = app.store_call(app.store.delete_conversation, conversation_id, default=FAILED)
+            deleted = app.store_call(
+                delete_conversation, app.store, conversation_id, app.backend, default=FAILED
+            )
             if deleted is FAILED:
                 return
             app.say(f"Deleted “{title}”.")

@@ -14,6 +14,7 @@ import pytest
 from reflectchat.core.chat.setup import SessionOptions
 from reflectchat.core.chat.store import Store
 from reflectchat.core.engine.base import ContextOverflowError, GenerationParams
+from reflectchat.core.engine.kv_store import CacheIdentity, KVStore
 from reflectchat.core.models.resolve import ModelNotFoundError
 from reflectchat.core.reply.sections import SectionEvent
 from reflectchat.testing.scripted_backend import ScriptedBackend
@@ -311,6 +312,9 @@ def _seed(store: Store) -> tuple[int, int]:
 def test_switch_and_delete_conversations() -> None:
     store = Store()
     first, second = _seed(store)
+    kv = KVStore()
+    for conversation in (first, second):  # as if an `ask` had saved their KV caches
+        kv.save(conversation, CacheIdentity("/m.gguf", 1, 1, 1024, "0"), [1, 2], b"state")
     backend = scripted("<output>More tea facts.</output>")
     app = ChatApp(backend=backend, store=store)
 
@@ -354,6 +358,7 @@ def test_switch_and_delete_conversations() -> None:
 
     drive(app, body)
     assert store.list_conversations() == []
+    assert not list(kv.root.glob("*.kv"))  # deleting a conversation deletes its cache too
 
 
 def test_filter_rename_and_new_chat() -> None:

@@ -245,6 +245,25 @@ class KVStore:
         self._evict(keep=path)
         return True
 
+    def save_in_background(
+        self,
+        conversation_id: int,
+        identity: CacheIdentity,
+        tokens: Sequence[int],
+        state: bytes | memoryview,
+    ) -> threading.Thread:
+        """`save` in a thread (not a daemon: the process waits for it before exiting)."""
+
+        def write() -> None:
+            try:
+                self.save(conversation_id, identity, tokens, state)
+            except Exception as exc:  # a cache is not worth a traceback
+                note(f"could not save the KV cache of conversation {conversation_id}: {exc}")
+
+        thread = threading.Thread(target=write, name="kv-save")
+        thread.start()
+        return thread
+
     def forget(self, conversation_id: int) -> bool:
         """Delete a conversation's saved state (`history rm`); True if there was one."""
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
+import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -470,6 +471,7 @@ class LlamaBackend:
         self._conversation = conversation_id
         kv = self._kv()  # opens the store (reads the config) now, not inside the next turn
         if changed:
+            self.wait_for_saves()  # a file being written is read whole, not the one before
             self._pending = kv[0].prefetch(kv[2], kv[1]) if kv is not None else None
 
     def _kv(self) -> tuple[KVStore, CacheIdentity, int] | None:
@@ -546,7 +548,20 @@ class LlamaBackend:
             note("llama.cpp gave no KV cache state to save")
             return
         tokens = self._held()
-        store.save(conversation, identity, tokens, memoryview(buf)[:written])
+        # The bytes are taken now (the next turn changes the cache); the checksum and the write
+        # — seconds for a 70B model's gigabytes — run in the background, so the reply's end is
+        # not held up by them. Not a daemon: a process waits for its last save before it exits.
+        self.wait_for_saves()  # one at a time, so a conversation's files land in order
+        self._saving: threading.Thread | None = store.save_in_background(
+            conversation, identity, tokens, memoryview(buf)[:written]
+        )
+
+    def wait_for_saves(self) -> None:
+        """Until the last turn's KV cache is on disk (or failed to be, with a --debug note)."""
+        saving: threading.Thread | None = getattr(self, "_saving", None)
+        if saving is not None:
+            saving.join()
+            self._saving = None
 
     def _decode(self, tokens: list[int], sampler: TokenSampler) -> Generator[int, None, None]:
         """The decode loop: evaluate what the KV cache lacks of the prompt, then per step choose

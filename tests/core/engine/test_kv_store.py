@@ -176,6 +176,7 @@ def two_turns(backend: LlamaBackend, conversation: int | None) -> tuple[ChatSess
     session = ChatSession(backend, PARAMS, system_prompt="You are concise.")
     session.conversation_id = conversation
     session.send("Name one kind of tea.").run()
+    backend.wait_for_saves()  # written in the background after the reply
     return session, session.history[-1].content
 
 
@@ -239,6 +240,7 @@ def test_a_cache_that_does_not_fit_is_not_used(
     again.conversation_id = 6
     again.history = session.history[:2]
     assert again.send("And one more?").run().stats.cached_tokens == 0
+    other_ctx.wait_for_saves()
     # a damaged state: refused by the checksum, evaluated from scratch, one debug line
     data = bytearray(original)  # (the 1,024-token run saved its own state since)
     data[-100] ^= 0xFF
