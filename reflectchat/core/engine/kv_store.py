@@ -112,15 +112,27 @@ def cap_bytes() -> int:
 class PendingState:
     """A conversation's saved state being read and checked in a background thread."""
 
-    def __init__(self, store: KVStore, conversation_id: int, identity: CacheIdentity) -> None:
+    def __init__(
+        self,
+        store: KVStore,
+        conversation_id: int,
+        identity: CacheIdentity,
+        after: threading.Thread | None = None,
+    ) -> None:
         self.conversation_id = conversation_id
         self.identity = identity
         self._store = store
+        self._after = after  # a save still being written: read once it is done
         self._result: tuple[SavedState, ctypes.Array[ctypes.c_uint8] | None] | None = None
         self._thread = threading.Thread(target=self._read, name="kv-prefetch", daemon=True)
         self._thread.start()
 
+    def is_for(self, conversation_id: int, identity: CacheIdentity) -> bool:
+        return (self.conversation_id, self.identity) == (conversation_id, identity)
+
     def _read(self) -> None:
+        if self._after is not None:
+            self._after.join()
         try:
             saved = self._store.load(self.conversation_id, self.identity)
             if saved is not None:
@@ -191,10 +203,15 @@ class KVStore:
             return None
         return SavedState(tokens.tolist(), path, offset, length, crc)
 
-    def prefetch(self, conversation_id: int, identity: CacheIdentity) -> PendingState:
+    def prefetch(
+        self,
+        conversation_id: int,
+        identity: CacheIdentity,
+        after: threading.Thread | None = None,
+    ) -> PendingState:
         """Start reading a conversation's saved state (tokens, bytes, checks) in the
-        background; `result()` waits for it."""
-        return PendingState(self, conversation_id, identity)
+        background, once the save `after` (if any) is written; `result()` waits for it."""
+        return PendingState(self, conversation_id, identity, after)
 
     def touch(self, saved: SavedState) -> None:
         """Mark a file used (least-recently-used eviction goes by modification time)."""

@@ -143,6 +143,14 @@ class LlamaBackend:
         options = options or LoadOptions()
         self.model = model
         self.options = options
+        # Saved KV caches (use_conversation): the conversation, its store and this model's
+        # identity there, a saved state being read and the last save being written.
+        self._conversation: int | None = None
+        self._kv_store: KVStore | None = None
+        self._kv_identity: CacheIdentity | None = None
+        self._pending: PendingState | None = None
+        self._saving: threading.Thread | None = None
+        self._last_tokenized: tuple[str, tuple[int, ...]] | None = None  # tokenize_prompt's
         # Validate the file ourselves first: llama.cpp's parser is not to be trusted with
         # arbitrary bytes, and its own failure is a bare "Failed to load model".
         self.parts = read_gguf_parts(model.path)
@@ -369,7 +377,7 @@ class LlamaBackend:
     def tokenize_prompt(self, prompt: str) -> list[int]:
         # The session measures the prompt it plans, then the turn sends that same prompt:
         # the last one is kept, so a long conversation is not tokenized twice per turn.
-        last = getattr(self, "_last_tokenized", None)
+        last = self._last_tokenized
         if last is not None and last[0] == prompt:
             return list(last[1])
         tokens = self.vocab.tokenize(prompt.encode("utf-8"), add_bos=False)
@@ -467,19 +475,22 @@ class LlamaBackend:
         turn when it fits the prompt better than what memory holds, and saved after it. When
         the conversation changes, its file is read and checked from now on in the background
         (kv_store.PendingState) rather than inside the next turn's time to first token."""
-        changed = conversation_id != getattr(self, "_conversation", None)
+        changed = conversation_id != self._conversation
         self._conversation = conversation_id
         kv = self._kv()  # opens the store (reads the config) now, not inside the next turn
         if changed:
-            self.wait_for_saves()  # a file being written is read whole, not the one before
-            self._pending = kv[0].prefetch(kv[2], kv[1]) if kv is not None else None
+            # A save still being written is waited for by the reading thread, not here (the
+            # chat app calls this on its UI thread), so the file is read whole.
+            self._pending = (
+                kv[0].prefetch(kv[2], kv[1], after=self._saving) if kv is not None else None
+            )
 
     def _kv(self) -> tuple[KVStore, CacheIdentity, int] | None:
         """The store, this model's identity and the conversation, if there is one to cache."""
-        conversation = getattr(self, "_conversation", None)
+        conversation = self._conversation
         if conversation is None:
             return None
-        if getattr(self, "_kv_store", None) is None:
+        if self._kv_store is None or self._kv_identity is None:
             import llama_cpp
 
             self._kv_store = KVStore()
@@ -491,16 +502,12 @@ class LlamaBackend:
     def _restore_saved(
         self, tokens: list[int], kv: tuple[KVStore, CacheIdentity, int] | None
     ) -> None:
-        pending: PendingState | None = getattr(self, "_pending", None)
-        self._pending = None  # read once: after this turn the file holds a newer state
+        pending, self._pending = self._pending, None  # read once: the turn saves a newer one
         if kv is None:
             return
         store, identity, conversation = kv
         state: ctypes.Array[ctypes.c_uint8] | None = None
-        if pending is not None and (pending.conversation_id, pending.identity) == (
-            conversation,
-            identity,
-        ):
+        if pending is not None and pending.is_for(conversation, identity):
             read = pending.result()  # mostly read by now, while the weights loaded
             if read is None or read[1] is None:
                 return  # no file, or one that didn't check out (noted under --debug)
@@ -552,15 +559,14 @@ class LlamaBackend:
         # — seconds for a 70B model's gigabytes — run in the background, so the reply's end is
         # not held up by them. Not a daemon: a process waits for its last save before it exits.
         self.wait_for_saves()  # one at a time, so a conversation's files land in order
-        self._saving: threading.Thread | None = store.save_in_background(
+        self._saving = store.save_in_background(
             conversation, identity, tokens, memoryview(buf)[:written]
         )
 
     def wait_for_saves(self) -> None:
         """Until the last turn's KV cache is on disk (or failed to be, with a --debug note)."""
-        saving: threading.Thread | None = getattr(self, "_saving", None)
-        if saving is not None:
-            saving.join()
+        if self._saving is not None:
+            self._saving.join()
             self._saving = None
 
     def _decode(self, tokens: list[int], sampler: TokenSampler) -> Generator[int, None, None]:

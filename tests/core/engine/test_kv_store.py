@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,23 @@ def test_a_prefetch_reads_the_state_in_the_background(tmp_path: Path) -> None:
     assert pending.result() == read  # read once, kept: the file is not opened again
     assert kv.prefetch(7, IDENTITY).result() is None  # no file: nothing, no note
     assert kv.prefetch(8, CacheIdentity(**{**IDENTITY.__dict__, "n_ctx": 1})).result() is None
+
+
+def test_a_prefetch_waits_for_a_save_still_being_written(tmp_path: Path) -> None:
+    kv = store(tmp_path)
+    kv.save(3, IDENTITY, [1], b"old")
+    gate = threading.Event()
+
+    def slow_save() -> None:  # a 70B model's gigabytes take a while
+        gate.wait(5)
+        kv.save(3, IDENTITY, [1, 2], b"new")
+
+    saving = threading.Thread(target=slow_save)
+    saving.start()
+    pending = kv.prefetch(3, IDENTITY, after=saving)  # returns at once, reads after the save
+    gate.set()
+    read = pending.result()
+    assert read is not None and read[0].tokens == [1, 2] and bytes(read[1] or b"") == b"new"
 
 
 @pytest.mark.parametrize(
