@@ -9,7 +9,8 @@ and the chat use. Several repetitions; medians. Usage: python benchmarks/bench_c
 shell runs them, so the only cache that can help is the conversation's saved KV cache on disk;
 run side by side with the same conversation and saving off (`kv_cache_mb = 0`), alternating.
 Targets there: turn 10's evaluated tokens <= 1.5x what turn 9's answer and turn 10's message
-add, and its time to first token <= 1.5x turn 2's.
+add, and its time to first token <= 1.5x turn 2's. `--new-process --pty` runs the turns as a
+person does: on a terminal, with the default flags (the demo model's strict format).
 """
 
 from __future__ import annotations
@@ -65,22 +66,30 @@ def one_conversation(backend: LlamaBackend, seed: int, strict: bool) -> list[dic
     return turns
 
 
-def one_conversation_in_processes(seed: int, cache_mb: int) -> list[dict]:
+def one_conversation_in_processes(seed: int, cache_mb: int, on_pty: bool = False) -> list[dict]:
     """Ten `reflectchat ask` processes in a fresh home folder: the first starts the
-    conversation, the rest continue it with -c."""
+    conversation, the rest continue it with -c. `on_pty`: as a person runs them — on a
+    terminal, with the default flags (the demo model's strict format, its rendering); the
+    figures then come from the history the turns were saved in."""
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "REFLECTCHAT_HOME": home, "REFLECTCHAT_KV_CACHE_MB": str(cache_mb)}
         turns = []
         for i, text in enumerate(MESSAGES):
             cmd = [sys.executable, "-m", "reflectchat", "ask", *(["-c"] if i else []), text,
-                   "-m", "smollm2", "--no-strict-format", "--seed", str(seed),
-                   "--max-tokens", "96", "--ctx", "4096", "--json"]  # fmt: skip
+                   "--seed", str(seed), "--max-tokens", "96" if not on_pty else "300",
+                   "--ctx", "4096"]  # fmt: skip
+            if not on_pty:
+                cmd += ["-m", "smollm2", "--no-strict-format", "--json"]
             start = time.perf_counter()
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+            if on_pty:
+                code, err = run_on_pty(cmd, env)
+            else:
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+                code, err = done.returncode, done.stderr
             wall = time.perf_counter() - start
-            if done.returncode != 0:
-                raise SystemExit(f"turn {i + 1} failed: {done.stderr.strip()}")
-            s = json.loads(done.stdout)["stats"]
+            if code != 0:
+                raise SystemExit(f"turn {i + 1} failed: {err.strip()}")
+            s = last_reply_stats(home) if on_pty else json.loads(done.stdout)["stats"]
             turns.append(
                 {
                     "prompt": s["prompt_tokens"],
@@ -92,6 +101,42 @@ def one_conversation_in_processes(seed: int, cache_mb: int) -> list[dict]:
                 }
             )
         return turns
+
+
+def run_on_pty(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run on a 120x40 pseudo-terminal, reading (and dropping) what it draws; the exit code
+    and the screen's tail."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(cmd, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        seen = (seen + chunk)[-4000:]
+    os.close(leader)
+    return proc.wait(timeout=300), seen.decode("utf-8", "replace")
+
+
+def last_reply_stats(home: str) -> dict:
+    os.environ["REFLECTCHAT_HOME"] = home  # the Store reads its folder from here
+    from reflectchat.core.chat.store import Store
+
+    store = Store()
+    conversation = store.get_conversation(store.latest_conversation_id())
+    stats = conversation.messages[-1].stats
+    assert stats is not None
+    return stats
 
 
 def bare_eval_ratio(cached: list[int], new: list[int], repeats: int) -> float:
@@ -118,13 +163,14 @@ def bare_eval_ratio(cached: list[int], new: list[int], repeats: int) -> float:
     return statistics.median(times[1]) / statistics.median(times[0])
 
 
-def new_process_main(repeats: int, out: Path | None) -> int:
+def new_process_main(repeats: int, out: Path | None, on_pty: bool = False) -> int:
     runs: dict[str, list[list[dict]]] = {"saved cache": [], "saving off": []}
     for seed in range(1, repeats + 1):  # alternating, so drift hits both alike
-        runs["saved cache"].append(one_conversation_in_processes(seed, 4096))
-        runs["saving off"].append(one_conversation_in_processes(seed, 0))
+        runs["saved cache"].append(one_conversation_in_processes(seed, 4096, on_pty))
+        runs["saving off"].append(one_conversation_in_processes(seed, 0, on_pty))
+    how = "on a terminal, default flags (strict format)" if on_pty else "plain replies, --json"
     print(f"{repeats} conversations of 10 turns, each turn a new `reflectchat ask -c` process")
-    print(f"(demo model, {default_threads()} threads, plain replies); medians:\n")
+    print(f"(demo model, {default_threads()} threads, {how}); medians:\n")
     print("| turn | prompt tokens | cached: saved / off | evaluated: saved / off "
           "| TTFT ms: saved / off | process s: saved / off |")  # fmt: skip
     print("|---|---|---|---|---|---|")
@@ -176,9 +222,12 @@ def main() -> int:
         help="tagged replies (thinking stripped from history)",
     )
     parser.add_argument("--new-process", action="store_true", help="each turn a new ask -c")
+    parser.add_argument(
+        "--pty", action="store_true", help="with --new-process: on a terminal, default flags"
+    )
     opts = parser.parse_args()
     if opts.new_process:
-        return new_process_main(opts.repeats, opts.json)
+        return new_process_main(opts.repeats, opts.json, opts.pty)
     backend = LlamaBackend(
         resolve_model("smollm2"), LoadOptions(n_ctx=4096, n_threads=default_threads())
     )
