@@ -11,7 +11,9 @@ from __future__ import annotations
 
 TAGS = ("<thinking>", "</thinking>", "<reflection>", "</reflection>", "<output>", "</output>")
 
-# Bodies may not contain "<", so a small model can't wander into half-written tags. The caps
+# Bodies may not contain "<", so a small model can't wander into half-written tags, and the
+# answer must say something: "\n" then `</output>` is an empty answer (a 135M model does it
+# when "answer now" cuts its thinking at the wrong moment; 8 + 1 + 391 keeps 400). The caps
 # (characters per body, at most three reflections) make even a 135M model, which never wants
 # to close a tag on its own, reach `</output>` and EOS within ~700 tokens.
 _TEMPLATE = """\
@@ -20,7 +22,7 @@ reflected  ::= {reflection} "\\n" reflbody {end_reflection} "\\n" thought
 answered   ::= {output} "\\n" answer {end_output}
 thought    ::= [^<]{{1,400}}
 reflbody   ::= [^<]{{1,200}}
-answer     ::= [^<]{{1,400}}
+answer     ::= [ \\t\\r\\n]{{0,8}} [^< \\t\\r\\n] [^<]{{0,391}}
 """
 
 

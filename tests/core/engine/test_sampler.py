@@ -153,6 +153,27 @@ def test_allows_reflects_the_grammar_state(backend: LlamaBackend) -> None:
         sampler.close()
 
 
+def test_the_strict_format_needs_an_answer_that_says_something(backend: LlamaBackend) -> None:
+    # "Answer now" cut a 135M model's thinking where it went on with "<output>\n\n</output>":
+    # an empty answer the grammar allowed (CI saw it in the chat app's Ctrl+G test).
+    sampler = TokenSampler(
+        backend.llm, sampling(GenerationParams(seed=1)), 1, backend._grammar_text
+    )
+    tokenize = backend.vocab.tokenize
+    try:
+        for token in tokenize(b"<thinking>\nHmm.</thinking>\n\n<output>\n\n", add_bos=False):
+            assert sampler.allows(token)
+            sampler.accept(token)
+        closing = tokenize(b"</output>", add_bos=False)[0]
+        assert not sampler.allows(closing)  # only whitespace so far: no closing yet
+        word = tokenize(b"Yes", add_bos=False)[0]
+        assert sampler.allows(word)
+        sampler.accept(word)
+        assert sampler.allows(closing)
+    finally:
+        sampler.close()
+
+
 def test_a_broken_grammar_is_one_line() -> None:
     embedded_model_path()
     from reflectchat.core.engine.base import EngineError
