@@ -309,6 +309,10 @@ class AssistantMessage(Vertical):
                 await asyncio.gather(*(s.settle() for s in [*self._segments, self._answer]))
             if result is not None and result.parsed.thinking_incomplete:
                 self.incomplete = True
+            if result is not None and result.stats.thinking_tokens:
+                # The final count: the live one is only as fresh as the last drawing, and a
+                # reply can end between two of them.
+                self.thinking_tokens = result.stats.thinking_tokens
             self.update_title()
             if self._panel is not None and not self._answer_started:
                 self._panel.collapsed = False  # nothing else to show: keep the reasoning open
