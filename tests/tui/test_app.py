@@ -78,7 +78,9 @@ def test_send_streams_thinking_reflections_and_answer_and_saves_it() -> None:
         reply = await ask(app, pilot, STRAWBERRY_PROMPT)
         assert not app.chat.query(Welcome)
         assert [m.prompt for m in app.chat.query(UserMessage)] == [STRAWBERRY_PROMPT]
-        assert reply.thinking_title == "Thinking · 2 reflections"
+        # the final count, however fast the reply ended (the live one may not have been drawn)
+        assert reply.result is not None and reply.result.stats.thinking_tokens == 359
+        assert reply.thinking_title == "Thinking · 359 tokens · 2 reflections"
         assert reply.reflections == 2
         assert reply.panel is not None and reply.panel.collapsed  # folded once answering
         assert "There are **3** r's" in reply.answer_source
